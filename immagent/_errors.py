@@ -1,0 +1,93 @@
+"""The exception hierarchy: one base, caller mistakes on their own branch.
+
+    ImmAgentError
+    ├── ValidationError (also ValueError)   a bad argument; carries the field name; nothing was written
+    ├── AssetNotFoundError (also LookupError)
+    │   ├── AgentNotFoundError
+    │   └── MessageNotFoundError
+    ├── AgentNotRegisteredError             a view used without a store (e.g. built by hand)
+    ├── ImmutabilityError                   an attempt to UPDATE an immagent row
+    ├── LLMError                            the model call failed (after retries)
+    ├── ToolExecutionError                  a tool failed (reported to the model, not raised by advance)
+    └── SchemaError                         the database is not at the library's migration head
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+
+class ImmAgentError(Exception):
+    """Base of every error immagent raises on purpose."""
+
+
+class ValidationError(ImmAgentError, ValueError):
+    """A caller passed a bad value; ``field`` names the argument. Nothing was written."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class AssetNotFoundError(ImmAgentError, LookupError):
+    """Something looked up by id does not exist (or was deleted)."""
+
+
+class AgentNotFoundError(AssetNotFoundError):
+    """No agent state with this id exists in the store."""
+
+    def __init__(self, agent_id: UUID | str, message: str | None = None) -> None:
+        self.agent_id = agent_id
+        super().__init__(message or f"agent {agent_id} not found")
+
+
+class MessageNotFoundError(AssetNotFoundError):
+    """A message (for example a history's head) is missing, usually removed by gc."""
+
+    def __init__(self, message_id: UUID | str, message: str | None = None) -> None:
+        self.message_id = message_id
+        super().__init__(message or f"message {message_id} not found")
+
+
+class AgentNotRegisteredError(ImmAgentError):
+    """A PersistentAgent view has no store bound (it was built by hand or deserialised)."""
+
+
+class ImmutabilityError(ImmAgentError):
+    """An immagent row was about to be UPDATEd; every stored state is immutable."""
+
+
+class LLMError(ImmAgentError):
+    """The model call failed; ``hint`` says what to do when the cause is known (e.g. a missing API key)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        status_code: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.model = model
+        self.status_code = status_code
+        self.hint = hint
+        text = message if hint is None else f"{message} ({hint})"
+        super().__init__(text)
+
+
+class ToolExecutionError(ImmAgentError):
+    """A tool call could not be executed; advance reports it to the model as a tool message."""
+
+    def __init__(self, tool_name: str, message: str) -> None:
+        self.tool_name = tool_name
+        super().__init__(f"tool {tool_name!r}: {message}")
+
+
+class SchemaError(ImmAgentError):
+    """The database schema is not at the revision this library needs; the message names the fix."""
+
+    def __init__(self, message: str, *, database_revision: str | None, library_revision: str) -> None:
+        self.database_revision = database_revision
+        self.library_revision = library_revision
+        super().__init__(message)

@@ -1,0 +1,89 @@
+"""Messages and tool calls: frozen values shared by the pure core, the LLM wrapper and the store.
+
+A message is a node in a tree: ``parent_id`` is the previous message of its history and ``depth`` its
+position (0 for the first). Identity (``id``) is assigned when the message is made, so the pure core can
+link a turn's messages without a database.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from immagent._ids import uuid7
+
+Role = Literal["user", "assistant", "tool"]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC (the only clock the library uses)."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Normalise a datetime read back from a backend that drops the zone (SQLite) to aware UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ToolCall(BaseModel):
+    """One function call requested by the model: ``arguments`` is the JSON text the model wrote."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def to_openai(self) -> dict[str, Any]:
+        """The OpenAI wire form, as LiteLLM expects it in an assistant message."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+class Message(BaseModel):
+    """One message of a conversation; immutable and shared by every state whose history contains it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID = Field(default_factory=uuid7)
+    role: Role
+    content: str | None = None
+    tool_calls: tuple[ToolCall, ...] | None = None
+    tool_call_id: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    parent_id: UUID | None = None
+    depth: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    @field_validator("tool_calls", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == [] or value == () else value
+
+    def to_llm(self) -> dict[str, Any]:
+        """This message in the OpenAI chat format that LiteLLM accepts."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [call.to_openai() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+    def same_content(self, other: Message) -> bool:
+        """True when both messages say the same thing (ids, links and times aside)."""
+        keys = ("role", "content", "tool_calls", "tool_call_id", "input_tokens", "output_tokens")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON (sorted keys, no spaces): used for hashing and size checks."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
