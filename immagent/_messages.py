@@ -40,7 +40,11 @@ class ToolCall(BaseModel):
 
     def to_openai(self) -> dict[str, Any]:
         """The OpenAI wire form, as LiteLLM expects it in an assistant message."""
-        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 class Message(BaseModel):

