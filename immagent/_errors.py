@@ -1,15 +1,15 @@
 """The exception hierarchy: one base, caller mistakes on their own branch.
 
-    ImmAgentError
-    ├── ValidationError (also ValueError)   a bad argument; carries the field name; nothing was written
-    ├── AssetNotFoundError (also LookupError)
-    │   ├── AgentNotFoundError
-    │   └── MessageNotFoundError
-    ├── AgentNotRegisteredError             a view used without a store (e.g. built by hand)
-    ├── ImmutabilityError                   an attempt to UPDATE an immagent row
-    ├── LLMError                            the model call failed (after retries)
-    ├── ToolExecutionError                  a tool failed (reported to the model, not raised by advance)
-    └── SchemaError                         the database is not at the library's migration head
+ImmAgentError
+├── ValidationError (also ValueError)   a bad argument; carries the field name; nothing was written
+├── AssetNotFoundError (also LookupError)
+│   ├── AgentNotFoundError
+│   └── MessageNotFoundError
+├── AgentNotRegisteredError             a view used without a store (e.g. built by hand)
+├── ImmutabilityError                   an attempt to UPDATE an immagent row
+├── LLMError                            the model call failed (after retries)
+├── ToolExecutionError                  a tool failed (reported to the model, not raised by advance)
+└── SchemaError                         the database is not at the library's migration head
 """
 
 from __future__ import annotations
