@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Self
 from uuid import UUID
 
-from sqlalchemy import delete, func, literal, select
+from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -28,7 +28,7 @@ from immagent._errors import AgentNotFoundError, MessageNotFoundError, SchemaErr
 from immagent._ids import as_uuid, content_id, uuid7
 from immagent._messages import Message, utcnow
 from immagent._migrations import HEAD_REVISION, current_revision_sync, downgrade_sync, upgrade_sync
-from immagent._orm import AGENTS, MESSAGES, TEXTS, AgentRow, MessageRow, TextRow
+from immagent._orm import AGENTS, MESSAGES, TEXTS, AgentRow, TextRow
 from immagent._sql import insert_ignore
 from immagent._urls import database_url
 from immagent._views import PersistentAgent
@@ -59,21 +59,21 @@ def _message_view(row: Any) -> Message:
     return Message.model_validate(row, from_attributes=True)
 
 
-def _message_row(message: Message, root_id: UUID) -> MessageRow:
-    """The one mapping from a message value to the row that stores it."""
-    return MessageRow(
-        id=message.id,
-        root_id=root_id,
-        parent_id=message.parent_id,
-        depth=message.depth,
-        role=message.role,
-        content=message.content,
-        tool_calls=[c.model_dump() for c in message.tool_calls] if message.tool_calls else None,
-        tool_call_id=message.tool_call_id,
-        input_tokens=message.input_tokens,
-        output_tokens=message.output_tokens,
-        created_at=message.created_at,
-    )
+def _message_values(message: Message, root_id: UUID) -> dict[str, Any]:
+    """The one mapping from a message value to the column values of the row that stores it."""
+    return {
+        "id": message.id,
+        "root_id": root_id,
+        "parent_id": message.parent_id,
+        "depth": message.depth,
+        "role": message.role,
+        "content": message.content,
+        "tool_calls": [c.model_dump() for c in message.tool_calls] if message.tool_calls else None,
+        "tool_call_id": message.tool_call_id,
+        "input_tokens": message.input_tokens,
+        "output_tokens": message.output_tokens,
+        "created_at": message.created_at,
+    }
 
 
 class Store:
@@ -245,24 +245,24 @@ class Store:
         prompt_id = content_id(system_prompt)
         agent_id = uuid7()
         now = utcnow()
-        row = AgentRow(
-            id=agent_id,
-            root_id=agent_id,
-            parent_id=None,
-            name=name,
-            system_prompt_id=prompt_id,
-            head_id=None,
-            model=model,
-            metadata_=meta,
-            model_settings=settings,
-            created_at=now,
-        )
+        row = {
+            "id": agent_id,
+            "root_id": agent_id,
+            "parent_id": None,
+            "name": name,
+            "system_prompt_id": prompt_id,
+            "head_id": None,
+            "model": model,
+            "metadata_": meta,
+            "model_settings": settings,
+            "created_at": now,
+        }
         async with self._write(session) as s:
             await s.execute(
                 insert_ignore(s, TEXTS),
                 [{"id": prompt_id, "content": system_prompt, "created_at": now}],
             )
-            s.add(row)
+            await s.execute(insert(AgentRow), [row])
         self._remember_text(prompt_id, system_prompt)
         return self._bind(_agent_view(row), ())
 
@@ -468,7 +468,7 @@ class Store:
         meta = agent.metadata if metadata is None else check.json_object("metadata", metadata)
         row = self._agent_row(agent, parent_id=parent_id, head_id=agent.head_id, metadata=meta)
         async with self._write(session) as s:
-            s.add(row)
+            await s.execute(insert(AgentRow), [row])
         history = agent._history.messages if agent._history is not None else None
         return self._bind(_agent_view(row), history)
 
@@ -479,19 +479,20 @@ class Store:
         parent_id: UUID | None,
         head_id: UUID | None,
         metadata: Mapping[str, Any],
-    ) -> AgentRow:
-        return AgentRow(
-            id=uuid7(),
-            root_id=agent.root_id,
-            parent_id=parent_id,
-            name=agent.name,
-            system_prompt_id=agent.system_prompt_id,
-            head_id=head_id,
-            model=agent.model,
-            metadata_=dict(metadata),
-            model_settings=dict(agent.model_settings),
-            created_at=utcnow(),
-        )
+    ) -> dict[str, Any]:
+        """Column values of a new state derived from ``agent`` (same name, prompt, model, settings)."""
+        return {
+            "id": uuid7(),
+            "root_id": agent.root_id,
+            "parent_id": parent_id,
+            "name": agent.name,
+            "system_prompt_id": agent.system_prompt_id,
+            "head_id": head_id,
+            "model": agent.model,
+            "metadata_": dict(metadata),
+            "model_settings": dict(agent.model_settings),
+            "created_at": utcnow(),
+        }
 
     async def _prepare_turn(
         self,
@@ -521,9 +522,9 @@ class Store:
         """Insert a turn's messages and the new state in one transaction (or the caller's)."""
         row = self._agent_row(agent, parent_id=agent.id, head_id=new[-1].id, metadata=agent.metadata)
         async with self._write(session) as s:
-            s.add_all([_message_row(m, agent.root_id) for m in new])
-            await s.flush()  # messages before the agent that points at them
-            s.add(row)
+            # One multi-row INSERT for the messages, then the agent that points at them.
+            await s.execute(insert(MESSAGES), [_message_values(m, agent.root_id) for m in new])
+            await s.execute(insert(AgentRow), [row])
         return self._bind(_agent_view(row), history + tuple(new))
 
     async def _advance(
