@@ -29,13 +29,14 @@ _NUMERIC_OVERRIDES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
 
 
 def text(field: str, value: object, *, allow_empty: bool = False, max_length: int | None = None) -> str:
-    """A non-empty string without NUL characters (PostgreSQL refuses NUL in text)."""
+    """A non-empty string without NUL characters (PostgreSQL refuses NUL in text) that encodes to UTF-8."""
     if not isinstance(value, str):
         raise ValidationError(field, f"must be a string, not {type(value).__name__}")
     if not allow_empty and not value.strip():
         raise ValidationError(field, "must not be empty or only whitespace")
     if "\x00" in value:
         raise ValidationError(field, "must not contain NUL characters (\\x00)")
+    _utf8(field, value)
     if max_length is not None and len(value) > max_length:
         raise ValidationError(field, f"must be at most {max_length} characters, got {len(value)}")
     return value
@@ -48,15 +49,29 @@ def json_object(field: str, value: object) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ValidationError(field, f"must be a dict, not {type(value).__name__}")
     try:
-        encoded = json.dumps(dict(value), allow_nan=False)
+        encoded = json.dumps(dict(value), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(field, f"must be JSON-serialisable: {exc}") from exc
     if "\\u0000" in encoded:
         raise ValidationError(field, "must not contain NUL characters (\\x00)")
+    _utf8(field, encoded)
     decoded: dict[str, Any] = json.loads(encoded)
     if _has_non_str_keys(value):
         raise ValidationError(field, "keys must be strings")
     return decoded
+
+
+def _utf8(field: str, value: str) -> None:
+    """Refuse text that cannot be encoded to UTF-8 (lone surrogates such as ``"\\ud800"``): no database
+    driver can store it, and SQLite and PostgreSQL would each fail differently deep inside the write."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            field,
+            f"must be valid Unicode: the lone surrogate {value[exc.start]!r} at position {exc.start} "
+            "cannot be encoded as UTF-8",
+        ) from None
 
 
 def _has_non_str_keys(value: object) -> bool:
@@ -120,17 +135,23 @@ def positive_int(field: str, value: object, *, minimum: int = 1) -> int:
     return value
 
 
+def seconds(field: str, value: object) -> float:
+    """A finite, positive number of seconds (an int or a float, not a bool)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValidationError(field, f"must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
 def turn_options(*, max_retries: object, timeout: object, max_tool_rounds: object) -> None:
     """The numeric options of advance()."""
     positive_int("max_retries", max_retries, minimum=0)
     positive_int("max_tool_rounds", max_tool_rounds, minimum=1)
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise ValidationError("timeout", f"must be a positive number of seconds, got {timeout!r}")
+    seconds("timeout", timeout)
 
 
 def overrides(values: Mapping[str, object]) -> dict[str, Any]:

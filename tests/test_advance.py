@@ -5,35 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
-from tests.conftest import StatementCounter
+from sqlalchemy import event
 
 from immagent import LLMError, Message, PersistentAgent, Store
-from immagent._orm import AgentRow, MessageRow, TextRow
+from tests.conftest import StatementCounter
+from tests.support.db import row_counts, snapshot  # noqa: F401 - row_counts: other test modules import it from here
 from tests.support.openai_server import ScriptedOpenAIServer
 
 MODEL = "gpt-4o-mini"
-
-
-async def row_counts(engine: AsyncEngine) -> dict[str, int]:
-    """How many rows each immagent table holds."""
-    async with engine.connect() as conn:
-        return {
-            row.__tablename__: int((await conn.execute(select(func.count()).select_from(row))).scalar_one())
-            for row in (AgentRow, MessageRow, TextRow)
-        }
-
-
-async def snapshot(engine: AsyncEngine) -> list[tuple[Any, ...]]:
-    """Every immagent row, in a stable order: equal snapshots mean an unchanged database."""
-    out: list[tuple[Any, ...]] = []
-    async with engine.connect() as conn:
-        for row in (TextRow, MessageRow, AgentRow):
-            table = row.__table__
-            result = await conn.execute(select(table).order_by(table.c.id))
-            out.extend(tuple(r) for r in result)
-    return out
 
 
 async def test_the_model_gets_the_system_prompt_then_the_history_then_the_input(

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from immagent import SimpleAgent, Store, ValidationError
+from tests.support.db import snapshot
 from tests.support.openai_server import ScriptedOpenAIServer
-from tests.test_advance import snapshot
 
 MODEL = "gpt-4o-mini"
 GOOD: dict[str, Any] = {"name": "a", "system_prompt": "p", "model": MODEL}

@@ -1,0 +1,54 @@
+"""Helpers of the reliability suite: the tally, row-id views of a database, and real async pauses
+inside engine events (so a commit can be slowed down or interrupted where it really runs)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import await_only
+
+from immagent._orm import AgentRow, MessageRow, TextRow
+
+_T = TypeVar("_T")
+
+
+class Tally:
+    """Counts by kind: faults injected and survived, inputs tried, turns run, rows lost."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def add(self, kind: str, n: int = 1) -> None:
+        self.counts[kind] += n
+
+
+async def row_ids(engine: AsyncEngine) -> dict[str, set[UUID]]:
+    """The ids in each immagent table."""
+    out: dict[str, set[UUID]] = {}
+    async with engine.connect() as conn:
+        for row in (AgentRow, MessageRow, TextRow):
+            table = row.__table__
+            out[table.name] = set((await conn.execute(select(table.c.id))).scalars())
+    return out
+
+
+def kept_rows(snapshot: list[tuple[Any, ...]], ids: set[UUID]) -> list[tuple[Any, ...]]:
+    """The rows of a snapshot whose id is in ``ids`` (every immagent table's first column is its id)."""
+    return [row for row in snapshot if row[0] in ids]
+
+
+def run_in_event(awaitable: Awaitable[_T]) -> _T:
+    """Await from inside a synchronous engine event: SQLAlchemy's async bridge runs those events in a
+    greenlet, so this suspends the real statement or commit (it can be cancelled there, too)."""
+    return await_only(awaitable)
+
+
+def pause_in_event(seconds: float) -> None:
+    """Sleep inside an engine event without blocking the event loop."""
+    run_in_event(asyncio.sleep(seconds))

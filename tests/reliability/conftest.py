@@ -1,0 +1,86 @@
+"""Fixtures of the reliability suite: an offline model, a PostgreSQL database of its own, the weather MCP
+server with its test-only tools, and a tally of what was injected and tried (for docs/reliability.md).
+
+Set ``IMMAGENT_RELIABILITY_REPORT=path.json`` to have the tally written at the end of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from immagent import MCPManager, Store
+from immagent._orm import AgentRow, MessageRow, TextRow
+from immagent.testing import ScriptedModel
+from tests.reliability._support import Tally
+from tests.support.postgres import PostgresServer
+
+WEATHER = Path(__file__).resolve().parents[2] / "examples" / "weather_server.py"
+REPORT_ENV = "IMMAGENT_RELIABILITY_REPORT"
+
+
+@pytest.fixture(scope="session")
+def tally() -> Iterator[Tally]:
+    """The session's tally; written to $IMMAGENT_RELIABILITY_REPORT (when set) at the end."""
+    counts = Tally()
+    yield counts
+    target = os.environ.get(REPORT_ENV)
+    if target:
+        Path(target).write_text(json.dumps(dict(sorted(counts.counts.items())), indent=2) + "\n")
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedModel]:
+    """An offline model (``immagent/reliability``) answering ``echo: <text>``; reset for each test."""
+    model = ScriptedModel("reliability").install()
+    model.reset()
+    try:
+        yield model
+    finally:
+        model.reset()
+
+
+async def empty_tables(url: str) -> None:
+    """Delete every immagent row (children first, as the foreign keys want)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for table in (AgentRow.__table__, MessageRow.__table__, TextRow.__table__):
+                await conn.execute(delete(table))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def reliability_pg(pg_server: PostgresServer) -> AsyncIterator[str]:
+    """A migrated PostgreSQL database used only by this suite (its backends may be terminated freely)."""
+    url = pg_server.create_database("immagent_reliability")
+    try:
+        async with await Store.connect(url) as store:
+            await store.migrate()
+        yield url
+    finally:
+        pg_server.drop_database(url)
+
+
+@pytest.fixture
+async def pg_url(reliability_pg: str) -> str:
+    """The suite's PostgreSQL database, emptied for this test."""
+    await empty_tables(reliability_pg)
+    return reliability_pg
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def weather() -> AsyncIterator[MCPManager]:
+    """The example weather server as a stdio subprocess, with its test-only tools (fail, slow, crash)."""
+    async with MCPManager(tool_timeout=5.0) as mcp:
+        await mcp.connect("weather", sys.executable, [str(WEATHER), "--with-test-tools"])
+        yield mcp

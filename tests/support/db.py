@@ -1,0 +1,117 @@
+"""Database helpers shared by tests: row snapshots, row counts and fault injection through engine events.
+
+``snapshot()`` reads every immagent row in a stable order: two equal snapshots mean the database is
+unchanged, byte for byte as far as the rows go. ``StatementFault`` raises on the k-th statement (or at
+the commit) of the next write transaction, through SQLAlchemy's ``before_cursor_execute`` and ``commit``
+events, so a real driver-level failure can be placed at every step of a unit of work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from immagent._orm import AgentRow, MessageRow, TextRow
+
+__all__ = ["InjectedFault", "StatementFault", "UpdateGuard", "row_counts", "snapshot"]
+
+_ROWS = (TextRow, MessageRow, AgentRow)
+
+
+async def row_counts(engine: AsyncEngine) -> dict[str, int]:
+    """How many rows each immagent table holds."""
+    async with engine.connect() as conn:
+        return {
+            row.__tablename__: int((await conn.execute(select(func.count()).select_from(row))).scalar_one())
+            for row in (AgentRow, MessageRow, TextRow)
+        }
+
+
+async def snapshot(engine: AsyncEngine) -> list[tuple[Any, ...]]:
+    """Every immagent row, in a stable order: equal snapshots mean an unchanged database."""
+    out: list[tuple[Any, ...]] = []
+    async with engine.connect() as conn:
+        for row in _ROWS:
+            table = row.__table__
+            result = await conn.execute(select(table).order_by(table.c.id))
+            out.extend(tuple(r) for r in result)
+    return out
+
+
+class InjectedFault(RuntimeError):
+    """The error a fault-injection hook raises (stands in for a driver or server error)."""
+
+
+def _is_write(statement: str) -> bool:
+    return statement.lstrip().upper().startswith(("INSERT", "DELETE", "UPDATE"))
+
+
+class StatementFault:
+    """Raise ``InjectedFault`` at the k-th statement (1-based) of the next transaction that writes, or
+    at its commit when ``at`` is ``"commit"``. Reads before the first write are not counted, so k
+    walks the statements of the unit of work itself. ``seen`` keeps every statement that ran."""
+
+    def __init__(self, engine: AsyncEngine, at: int | str) -> None:
+        self.engine = engine
+        self.at = at
+        self.seen: list[str] = []
+        self.writing = False
+        self.fired = False
+
+    def _execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if self.fired:
+            return
+        if not self.writing and _is_write(statement):
+            self.writing = True
+        if self.writing:
+            self.seen.append(statement)
+            if self.at == len(self.seen):
+                self.fired = True
+                raise InjectedFault(f"injected at statement {self.at}: {statement.split()[:3]}")
+
+    def _commit(self, conn: Any) -> None:
+        if self.writing and not self.fired and self.at == "commit":
+            self.fired = True
+            raise InjectedFault("injected at commit")
+
+    def _rollback(self, conn: Any) -> None:
+        if self.writing:  # the transaction that wrote is over; later transactions are not counted
+            self.writing = False
+
+    @contextmanager
+    def armed(self) -> Iterator[StatementFault]:
+        """Listen for the duration of the block."""
+        hooks: list[tuple[str, Callable[..., None]]] = [
+            ("before_cursor_execute", self._execute),
+            ("commit", self._commit),
+            ("rollback", self._rollback),
+        ]
+        for name, hook in hooks:
+            event.listen(self.engine.sync_engine, name, hook)
+        try:
+            yield self
+        finally:
+            for name, hook in hooks:
+                event.remove(self.engine.sync_engine, name, hook)
+
+
+class UpdateGuard:
+    """Records (and refuses) every UPDATE statement an engine runs: the library must never issue one."""
+
+    def __init__(self) -> None:
+        self.updates: list[str] = []
+        self.statements = 0
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements += 1
+        if statement.lstrip().upper().startswith("UPDATE"):
+            self.updates.append(statement)
+            raise AssertionError(f"immagent issued an UPDATE: {statement}")
+
+    def watch(self, engine: AsyncEngine) -> None:
+        """Start checking ``engine`` (until it is disposed)."""
+        event.listen(engine.sync_engine, "before_cursor_execute", self)
