@@ -20,7 +20,7 @@ from immagent import Store
 from immagent._orm import AgentRow, MessageRow, TextRow
 from tests.support.postgres import PostgresServer, start_postgres
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.mcp", "pytester"]
 
 BACKENDS = ("sqlite", "postgresql")
 

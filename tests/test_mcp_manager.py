@@ -4,18 +4,12 @@ streamable HTTP (uvicorn on 127.0.0.1), plus a tiny second server for multi-serv
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
-from typing import Any
+from collections.abc import AsyncIterator
 
 import psutil
 import pytest
@@ -23,9 +17,7 @@ import pytest_asyncio
 
 from immagent._errors import ImmAgentError, ToolExecutionError, ValidationError
 from immagent._mcp import MCPManager
-
-WEATHER = Path(__file__).resolve().parents[1] / "examples" / "weather_server.py"
-WEATHER_ARGS = [str(WEATHER), "--with-test-tools"]
+from tests.support.mcp import WEATHER, WEATHER_ARGS, Connector, HTTPWeather
 
 # A second, different stdio server (tools that do not clash with the weather server's).
 CALC_SERVER = """
@@ -40,16 +32,6 @@ def add(a: int, b: int) -> str:
 
 server.run("stdio")
 """
-
-Connector = Callable[[MCPManager, str], Awaitable[None]]
-
-
-def _load_weather_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("immagent_example_weather_server", WEATHER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _children() -> dict[int, psutil.Process]:
@@ -83,69 +65,10 @@ async def _wait_for_child(before: dict[int, psutil.Process], timeout: float = 10
             await asyncio.sleep(0.01)
 
 
-# --- the in-process streamable HTTP server ------------------------------------------------------------------
-
-
-@dataclass
-class HTTPWeather:
-    url: str
-    headers_seen: list[dict[str, str]] = field(default_factory=list)
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def http_weather() -> AsyncIterator[HTTPWeather]:
-    """The weather server (with fail/slow, never crash) under uvicorn on 127.0.0.1, a free port."""
-    import uvicorn
-
-    inner = _load_weather_module().http_app(test_tools=True)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    state = HTTPWeather(url=f"http://127.0.0.1:{port}/mcp")
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        # Records request headers, so a test can check that connect_http() sends the configured ones.
-        if scope["type"] == "http":
-            state.headers_seen.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
-        await inner(scope, receive, send)
-
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="none", http="h11")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-        yield state
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
 @pytest_asyncio.fixture
 async def manager() -> AsyncIterator[MCPManager]:
     async with MCPManager(tool_timeout=10.0) as mcp:
         yield mcp
-
-
-@pytest.fixture(params=["stdio", "http"])
-def connect_weather(request: pytest.FixtureRequest, http_weather: HTTPWeather) -> Connector:
-    """Connects the weather server (with its test tools) over each transport in turn."""
-    if request.param == "stdio":
-
-        async def via_stdio(mcp: MCPManager, key: str) -> None:
-            await mcp.connect(key, sys.executable, WEATHER_ARGS)
-
-        return via_stdio
-
-    async def via_http(mcp: MCPManager, key: str) -> None:
-        await mcp.connect_http(key, http_weather.url)
-
-    return via_http
 
 
 # --- listing and calling ------------------------------------------------------------------------------------
