@@ -1,0 +1,152 @@
+"""``python -m benchmarks [--quick] [--backend sqlite|postgresql|all] [--url URL] [--json PATH]``.
+
+Runs every figure on each backend, prints one table per figure with its target and PASS/MISS beside it,
+and writes everything (with the machine it ran on) as JSON. PostgreSQL comes from ``--url``, else
+$IMMAGENT_TEST_DATABASE_URL, else a server started the way the test suite starts one; the benchmark
+creates its own databases on it and drops them afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import loads, original, persist, startup, throughput
+from benchmarks._support import (
+    ROOT,
+    Backend,
+    PostgresProvider,
+    Settings,
+    machine,
+    sqlite_backend,
+    table,
+    write_json,
+)
+
+BACKEND_FIGURES = ("persist", "bytes", "cold_load", "throughput", "original")
+DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: the smoke run of the test suite")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "all"), default="all")
+    parser.add_argument(
+        "--url", help="PostgreSQL server URL (default: $IMMAGENT_TEST_DATABASE_URL, else start one)"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        help=f"where to write the results ({DEFAULT_JSON.relative_to(ROOT)})",
+    )
+    parser.add_argument("--skip-original", action="store_true", help="do not install or run immagent 0.1.2")
+    return parser.parse_args(argv)
+
+
+def _print(block: tuple[str, list[str], list[list[Any]], list[str]], target: str | None = None) -> str:
+    title, headers, rows, notes = block
+    notes = [f"target: {target}", *notes] if target else list(notes)
+    rendered = table(title, headers, rows, notes)
+    print(rendered, flush=True)
+    return rendered
+
+
+async def _ours(backend: Backend, settings: Settings) -> dict[str, Any]:
+    figures = await persist.run(backend, settings)
+    figures.pop("bases")
+    figures["cold_load"] = await loads.run(backend, settings)
+    figures["throughput"] = await throughput.run(backend, settings)
+    return figures
+
+
+def run_backend(
+    name: str,
+    backend: Backend,
+    settings: Settings,
+    provider: PostgresProvider | None,
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], list[str]]:
+    """Figures 1-4 and 6 on one backend (figure 5 is run once for all, in ``main``)."""
+    out: list[str] = []
+    started = time.perf_counter()
+    figures = asyncio.run(_ours(backend, settings))
+    for block in persist.render(name, figures["persist"], figures["bytes"]):
+        target = figures["persist"]["target"] if block[0].startswith("1.") else figures["bytes"]["target"]
+        out.append(_print(block, target))
+    out.append(_print(loads.render(name, figures["cold_load"]), figures["cold_load"]["target"]))
+    out.append(_print(throughput.render(name, figures["throughput"]), figures["throughput"]["target"]))
+    side = {"rows": [], "pass": None, "target": "side by side (no target)"}
+    if provider is None:
+        figures["original"] = {**side, "status": "PostgreSQL only (0.1.2 has no SQLite backend)"}
+    elif args.skip_original:
+        figures["original"] = {**side, "status": "not run: --skip-original"}
+    else:
+        theirs = provider.database("immagent_original")
+        try:
+            figures["original"] = original.run(theirs, settings, figures)
+        finally:
+            theirs.dispose()
+        out.append(_print(original.render(figures["original"])))
+    figures["seconds"] = time.perf_counter() - started
+    figures["database"] = backend.version
+    return figures, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    settings = Settings.for_run(args.quick)
+    names = ("sqlite", "postgresql") if args.backend == "all" else (args.backend,)
+    started = time.perf_counter()
+    provider = PostgresProvider(args.url) if "postgresql" in names else None
+    results: dict[str, Any] = {
+        "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
+        "quick": args.quick,
+        "machine": machine(),
+        "postgresql_server": provider.describe() if provider else None,
+        "settings": settings.__dict__,
+        "backends": {},
+    }
+    tables: list[str] = []
+    backends: dict[str, Backend] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="immagent-bench-") as folder:
+            for name in names:
+                backends[name] = (
+                    provider.database() if name == "postgresql" and provider else sqlite_backend(Path(folder))
+                )
+                print(f"## {name} ({backends[name].version})\n", flush=True)
+                figures, rendered = run_backend(
+                    name, backends[name], settings, provider if name == "postgresql" else None, args
+                )
+                results["backends"][name] = figures
+                tables += [f"## {name} ({backends[name].version})\n", *rendered]
+            results["startup"] = startup.run({n: b.url for n, b in backends.items()}, settings)
+            tables.append(_print(startup.render(results["startup"]), results["startup"]["target"]))
+            for backend in backends.values():
+                backend.dispose()
+    finally:
+        if provider is not None:
+            provider.close()
+    results["seconds"] = time.perf_counter() - started
+    results["tables_markdown"] = "\n".join(tables)
+    verdicts = {
+        f"{name}.{figure}": figures[figure].get("pass")
+        for name, figures in results["backends"].items()
+        for figure in BACKEND_FIGURES
+    }
+    verdicts["startup"] = results["startup"]["pass"]
+    results["verdicts"] = verdicts
+    write_json(args.json, results)
+    summary = ", ".join(
+        f"{k}={'PASS' if v else 'MISS' if v is False else 'n/a'}" for k, v in verdicts.items()
+    )
+    print(f"summary: {summary}\nwrote {args.json} in {results['seconds']:.0f} s", flush=True)
+    return 0

@@ -1,0 +1,67 @@
+"""The benchmark's smoke run (``python -m benchmarks --quick``) on both backends, so it never rots.
+
+It checks that every figure is measured and written, never the timing targets (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks.run import main
+from tests.support.postgres import PostgresServer
+
+BACKEND_FIGURES = ("persist", "bytes", "cold_load", "throughput", "original")
+
+
+def _positive(value: float) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.slow
+def test_the_quick_benchmark_measures_and_writes_every_figure_on_both_backends(
+    pg_server: PostgresServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["--quick", "--backend", "all", "--url", pg_server.url(), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads(out.read_text())
+
+    assert set(results["backends"]) == {"sqlite", "postgresql"}
+    assert results["machine"]["cores"] >= 1 and results["machine"]["python"]
+    for name, figures in results["backends"].items():
+        assert set(BACKEND_FIGURES) <= set(figures), name
+        for figure in BACKEND_FIGURES:
+            assert figures[figure]["target"], (name, figure)
+        persist = figures["persist"]["rows"]
+        assert [r["length"] for r in persist] == results["settings"]["lengths"]
+        for row in persist:
+            for key in ("advance_ms", "model_litellm_ms", "persist_ms", "floor_ms", "ratio"):
+                assert _positive(row[key]), (name, key, row)
+            assert row["statements_per_turn"] >= 1
+        assert _positive(figures["persist"]["flatness"])
+        loads = figures["cold_load"]["rows"]
+        assert [r["rows"] for r in loads] == [results["settings"]["history"], results["settings"]["lineage"]]
+        assert all(_positive(r["cold_ms"]) and r["statements"] >= 1 for r in loads)
+        throughput = figures["throughput"]["rows"]
+        assert len(throughput) == len(results["settings"]["agents"]) * len(results["settings"]["latencies"])
+        assert all(_positive(r["turns_per_s"]) for r in throughput)
+        assert figures["throughput"]["peak_checked_out"] <= figures["throughput"]["pool_size"]
+        assert "status" in figures["original"]
+        assert f"1. Persist cost per turn, {name}" in printed
+
+    sizes = results["backends"]["postgresql"]["bytes"]["rows"]
+    assert [r["length"] for r in sizes] == results["settings"]["lengths"]
+    assert all(r["row_bytes_per_turn"] > 0 and r["relation_bytes_per_turn"] >= 0 for r in sizes)
+    original = results["backends"]["postgresql"]["original"]
+    if original["rows"]:  # present only where benchmarks/.venv-original was installed by a full run
+        assert [r["length"] for r in original["rows"]] == results["settings"]["lengths"]
+
+    startup = results["startup"]
+    assert _positive(startup["import_s"]) and startup["first_turn"]
+    assert all(_positive(first["advance_s"]) for first in startup["first_turn"].values())
+    assert "litellm" not in startup["heavy_modules_loaded_by_import"]
+    assert set(results["verdicts"]) >= {f"{b}.{f}" for b in ("sqlite", "postgresql") for f in BACKEND_FIGURES}
