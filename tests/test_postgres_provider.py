@@ -218,7 +218,7 @@ def test_docker_detection_is_fast_and_silent(capfd: pytest.CaptureFixture[str]) 
     started = time.monotonic()
     answer = pg.docker_available(timeout=1.0)
     assert isinstance(answer, bool)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0
     assert capfd.readouterr() == ("", "")
 
 
@@ -243,7 +243,7 @@ def test_docker_detection_of_a_dead_engine_answers_no_quickly(
         monkeypatch.setattr("testcontainers.core.docker_client.get_docker_host", lambda: host)
         started = time.monotonic()
         assert pg.docker_available(timeout=0.3) is False
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # a hang would take the 30 s default
 
 
 def test_docker_detection_of_an_answering_engine_says_yes(monkeypatch: pytest.MonkeyPatch) -> None:
