@@ -19,6 +19,8 @@ HEAD_REVISION = "0001"
 VERSION_TABLE = "immagent_alembic_version"
 #: The resource form a host app's alembic.ini can use (installed wheels).
 PACKAGE_LOCATION = "immagent:migrations"
+#: Every immagent table (and the version table) starts with this.
+TABLE_PREFIX = "immagent_"
 
 
 def script_location() -> str:
@@ -56,6 +58,74 @@ def downgrade_sync(connection: Connection, revision: str) -> None:
     from alembic import command
 
     command.downgrade(alembic_config(connection=connection), revision)
+
+
+def offline_sql(url: str | None, direction: str, revision: str) -> None:
+    """Print the SQL of an upgrade or downgrade to standard output without connecting (``--sql``).
+
+    A downgrade needs a starting point offline; ``REV`` alone means from this library's head."""
+    from alembic import command
+
+    config = alembic_config(url)
+    if direction == "upgrade":
+        command.upgrade(config, revision, sql=True)
+    else:
+        command.downgrade(config, revision if ":" in revision else f"{HEAD_REVISION}:{revision}", sql=True)
+
+
+def is_immagent_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic ``include_object`` filter: only immagent's tables (and their indexes and constraints).
+
+    A host app's Alembic env wants the opposite (``not is_immagent_object(...)``), so that its
+    autogenerate neither creates nor drops immagent's tables."""
+    if type_ == "table":
+        return bool(name and name.startswith(TABLE_PREFIX))
+    table = getattr(obj, "table", None)
+    if table is not None:
+        return bool(table.name.startswith(TABLE_PREFIX))
+    return True
+
+
+def drift_sync(connection: Connection) -> list[Any]:
+    """Differences between immagent's models and the database's immagent tables (Alembic autogenerate's
+    comparison); an empty list when they agree."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from immagent._orm import Base
+
+    context = MigrationContext.configure(
+        connection,
+        opts={"compare_type": True, "version_table": VERSION_TABLE, "include_object": is_immagent_object},
+    )
+    return list(compare_metadata(context, Base.metadata))
+
+
+def is_known_revision(revision: str) -> bool:
+    """True when ``revision`` is one of this library's scripts (False: a newer immagent wrote it)."""
+    from alembic.script import ScriptDirectory
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except (CommandError, RevisionError):
+        return False
+
+
+def history() -> list[tuple[str, str | None, str]]:
+    """(revision, down_revision, first line of its docstring) for every script, newest first."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return [
+        (
+            str(script.revision),
+            None if script.down_revision is None else str(script.down_revision),
+            (script.doc or "").strip().splitlines()[0] if script.doc else "",
+        )
+        for script in scripts.walk_revisions()
+    ]
 
 
 def current_revision_sync(connection: Connection) -> str | None:

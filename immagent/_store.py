@@ -27,7 +27,13 @@ from immagent._engine import engine_options, prepare_engine
 from immagent._errors import AgentNotFoundError, MessageNotFoundError, SchemaError, ValidationError
 from immagent._ids import as_uuid, content_id, uuid7
 from immagent._messages import Message, utcnow
-from immagent._migrations import HEAD_REVISION, current_revision_sync, downgrade_sync, upgrade_sync
+from immagent._migrations import (
+    HEAD_REVISION,
+    current_revision_sync,
+    downgrade_sync,
+    is_known_revision,
+    upgrade_sync,
+)
 from immagent._orm import AGENTS, MESSAGES, TEXTS, AgentRow, TextRow
 from immagent._sql import insert_ignore
 from immagent._urls import database_url
@@ -172,8 +178,12 @@ class Store:
     # ------------------------------------------------------------------ schema
 
     async def migrate(self, revision: str = "head") -> None:
-        """Upgrade immagent's tables to ``revision`` (default: this library's head) with Alembic."""
+        """Upgrade immagent's tables to ``revision`` (default: this library's head) with Alembic.
+        A database that a newer immagent already migrated is refused with SchemaError, untouched."""
         async with self._engine.begin() as conn:
+            found = await conn.run_sync(current_revision_sync)
+            if found is not None and not is_known_revision(found):
+                raise _schema_error(found)
             await conn.run_sync(upgrade_sync, revision)
         self._schema_checked = False
 
@@ -677,21 +687,23 @@ async def _deleted(session: AsyncSession, statement: Any, key: Any) -> int:
 
 
 def _schema_error(found: str | None) -> SchemaError:
-    if found is None:
-        detail = "has no immagent tables (it was never migrated)"
-    elif found < HEAD_REVISION:
-        detail = f"is at immagent revision {found}, behind this library's head {HEAD_REVISION}"
-    else:
-        detail = (
-            f"is at immagent revision {found}, unknown to this library (head {HEAD_REVISION}); "
-            "a newer immagent migrated it: upgrade the library instead"
-        )
+    """The database is not at this library's head: say where it is, what is needed, and the fix."""
     fix = "run `immagent db upgrade` (or `await store.migrate()`, or `alembic upgrade head`)"
-    message = (
-        f"the database {detail}; {fix}"
-        if found is None or found < HEAD_REVISION
-        else f"the database {detail}"
-    )
+    if found is None:
+        message = (
+            "the database has no immagent schema (revision: none; never migrated, or downgraded to base); "
+            f"this library needs revision {HEAD_REVISION}: {fix}"
+        )
+    elif is_known_revision(found):
+        message = (
+            f"the database is at immagent revision {found}, behind this library's head {HEAD_REVISION}: {fix}"
+        )
+    else:
+        message = (
+            f"the database is at immagent revision {found}, newer than this library's head {HEAD_REVISION} "
+            "(a newer immagent migrated it): upgrade immagent here (pip install -U immagent); "
+            "this version will not use it"
+        )
     return SchemaError(message, database_revision=found, library_revision=HEAD_REVISION)
 
 

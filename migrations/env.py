@@ -9,6 +9,7 @@ and the version table is ``immagent_alembic_version``, so it can share a databas
 from __future__ import annotations
 
 import asyncio
+from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
@@ -16,29 +17,24 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
-from immagent._migrations import VERSION_TABLE
+from immagent._migrations import VERSION_TABLE, is_immagent_object
 from immagent._orm import Base
 from immagent._urls import database_url
 
 config = context.config
 target_metadata = Base.metadata
 
-
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Look only at immagent's tables: a host app's tables in the same database are not ours."""
-    if type_ == "table":
-        return bool(name and name.startswith("immagent_"))
-    table = getattr(obj, "table", None)
-    if table is not None:
-        return bool(table.name.startswith("immagent_"))
-    return True
+# Run by the `alembic` command with an ini file that sets up logging: use it (immagent's own calls pass none).
+if config.config_file_name is not None and config.file_config.has_section("loggers"):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def _options() -> dict[str, Any]:
     return {
         "target_metadata": target_metadata,
-        "version_table": config.get_main_option("version_table") or VERSION_TABLE,
-        "include_object": include_object,
+        # Always immagent's own table (the store checks it), whatever a host's ini section says.
+        "version_table": VERSION_TABLE,
+        "include_object": is_immagent_object,  # a host app's tables are not ours
         "render_as_batch": True,  # SQLite alters tables by copy
         "compare_type": True,
     }

@@ -1,0 +1,356 @@
+"""immagent's Alembic migrations on SQLite and PostgreSQL: the exact schema, round trips, idempotence,
+models vs migrations, data kept across an upgrade, offline SQL, the three ways to run them, and the
+schema check of the store (once per store, behind/empty/ahead)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from immagent import AgentNotFoundError, SchemaError, Store
+from immagent._migrations import HEAD_REVISION, VERSION_TABLE, drift_sync
+from immagent.testing import ScriptedModel
+from tests.support.schema import REPO, execute, immagent_cli, read, rows, run, schema
+
+BACKENDS = pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql"], indirect=True)
+
+# The generic type of each column, then per backend how the database reports it.
+_TYPES = {
+    "sqlite": {"uuid": "CHAR(32)", "json": "JSON", "time": "DATETIME"},
+    "postgresql": {"uuid": "UUID", "json": "JSONB", "time": "TIMESTAMP WITH TIME ZONE"},
+}
+_COLUMNS = {
+    "immagent_texts": [("id", "uuid", False), ("content", "TEXT", False), ("created_at", "time", False)],
+    "immagent_messages": [
+        ("id", "uuid", False),
+        ("root_id", "uuid", False),
+        ("parent_id", "uuid", True),
+        ("depth", "INTEGER", False),
+        ("role", "VARCHAR(16)", False),
+        ("content", "TEXT", True),
+        ("tool_calls", "json", True),
+        ("tool_call_id", "VARCHAR(255)", True),
+        ("input_tokens", "INTEGER", True),
+        ("output_tokens", "INTEGER", True),
+        ("created_at", "time", False),
+    ],
+    "immagent_agents": [
+        ("id", "uuid", False),
+        ("root_id", "uuid", False),
+        ("parent_id", "uuid", True),
+        ("name", "VARCHAR(255)", False),
+        ("system_prompt_id", "uuid", False),
+        ("head_id", "uuid", True),
+        ("model", "VARCHAR(255)", False),
+        ("metadata", "json", False),
+        ("model_settings", "json", False),
+        ("created_at", "time", False),
+    ],
+    VERSION_TABLE: [("version_num", "VARCHAR(32)", False)],
+}
+
+
+def expected_schema(backend: str) -> dict[str, Any]:
+    """The whole immagent schema at head, written out by hand."""
+    types = _TYPES[backend]
+    tables: dict[str, Any] = {
+        name: {
+            "columns": {col: (types.get(kind, kind), nullable) for col, kind, nullable in columns},
+            "primary_key": (f"pk_{name}", ("id",)),
+            "foreign_keys": [],
+            "indexes": [],
+        }
+        for name, columns in _COLUMNS.items()
+    }
+    tables[VERSION_TABLE]["primary_key"] = (f"{VERSION_TABLE}_pkc", ("version_num",))
+    tables["immagent_messages"]["foreign_keys"] = [
+        ("fk_immagent_messages_parent_id_immagent_messages", ("parent_id",), "immagent_messages", ("id",))
+    ]
+    tables["immagent_messages"]["indexes"] = [
+        ("ix_immagent_messages_parent_id", ("parent_id",), False),
+        ("ix_immagent_messages_root_id", ("root_id",), False),
+    ]
+    tables["immagent_agents"]["foreign_keys"] = [
+        ("fk_immagent_agents_head_id_immagent_messages", ("head_id",), "immagent_messages", ("id",)),
+        (
+            "fk_immagent_agents_system_prompt_id_immagent_texts",
+            ("system_prompt_id",),
+            "immagent_texts",
+            ("id",),
+        ),
+    ]
+    tables["immagent_agents"]["indexes"] = [
+        ("ix_immagent_agents_created_at_id", ("created_at", "id"), False),
+        ("ix_immagent_agents_head_id", ("head_id",), False),
+        ("ix_immagent_agents_name", ("name",), False),
+        ("ix_immagent_agents_parent_id", ("parent_id",), False),
+        ("ix_immagent_agents_root_id", ("root_id",), False),
+        ("ix_immagent_agents_system_prompt_id", ("system_prompt_id",), False),
+    ]
+    return {
+        "tables": dict(sorted(tables.items())),
+        "triggers": sorted(
+            f"{t}_no_update" for t in ("immagent_agents", "immagent_messages", "immagent_texts")
+        ),
+        "functions": ["immagent_refuse_update"] if backend == "postgresql" else [],
+    }
+
+
+def backend_of(url: str) -> str:
+    return "postgresql" if url.startswith("postgresql") else "sqlite"
+
+
+async def version_rows(url: str) -> list[str]:
+    return list((await read(url, rows))[VERSION_TABLE])
+
+
+async def populate(store: Store) -> None:
+    """A few agents with histories, a clone and a metadata child (the scripted model answers)."""
+    model = ScriptedModel("migrations").install()
+    try:
+        first = await store.create_agent(name="one", system_prompt="be brief", model=model.model)
+        second = await first.advance("hello")
+        third = await second.advance("again")
+        await third.clone()
+        await second.with_metadata({"k": "v"})
+        await store.create_agent(name="two", system_prompt="be brief", model=model.model, metadata={"a": 1})
+    finally:
+        model.uninstall()
+
+
+# ---------------------------------------------------------------------------------------------- schema
+
+
+@BACKENDS
+async def test_an_empty_database_upgrades_to_exactly_the_expected_schema(fresh_db_url: str) -> None:
+    assert await read(fresh_db_url, schema) == {"tables": {}, "triggers": [], "functions": []}
+    async with await Store.connect(fresh_db_url) as store:
+        await store.migrate()
+        assert await store.schema_revision() == HEAD_REVISION
+    assert await read(fresh_db_url, schema) == expected_schema(backend_of(fresh_db_url))
+    assert [r[0] for r in await version_rows(fresh_db_url)] == [HEAD_REVISION]
+
+
+@BACKENDS
+async def test_head_to_base_removes_everything_but_the_version_table_and_back_up_restores_it(
+    fresh_db_url: str,
+) -> None:
+    async with await Store.connect(fresh_db_url) as store:
+        await store.migrate()
+        await populate(store)
+        await store._downgrade("base")
+        assert await store.schema_revision() is None
+        at_base = await read(fresh_db_url, schema)
+        assert list(at_base["tables"]) == [VERSION_TABLE]
+        assert at_base["triggers"] == [] and at_base["functions"] == []
+        assert await version_rows(fresh_db_url) == []
+
+        await store.migrate()
+        assert await read(fresh_db_url, schema) == expected_schema(backend_of(fresh_db_url))
+        assert await store.count_agents() == 0
+        await populate(store)
+        assert await store.count_agents() == 6
+
+
+@BACKENDS
+async def test_a_second_upgrade_runs_no_ddl_and_changes_nothing(fresh_db_url: str) -> None:
+    async with await Store.connect(fresh_db_url) as store:
+        await store.migrate()
+        await populate(store)
+        before = (await read(fresh_db_url, schema), await read(fresh_db_url, rows))
+
+        statements: list[str] = []
+        event.listen(store.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        await store.migrate()
+        changing = [
+            s
+            for s in statements
+            if s.split()[0].upper() in ("CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE")
+        ]
+        assert statements, "the listener saw nothing: the test would prove nothing"
+        assert changing == []
+    assert (await read(fresh_db_url, schema), await read(fresh_db_url, rows)) == before
+
+
+@BACKENDS
+async def test_the_models_and_the_migrations_agree_and_check_reports_drift(fresh_db_url: str) -> None:
+    async with await Store.connect(fresh_db_url) as store:
+        await store.migrate()
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(drift_sync) == []
+    ok = await immagent_cli("db", "check", "--url", fresh_db_url)
+    assert ok.returncode == 0, ok.stderr
+    assert f"revision {HEAD_REVISION} (head) matches the models" in ok.stdout
+
+    await execute(fresh_db_url, "CREATE INDEX ix_immagent_agents_model ON immagent_agents (model)")
+    drifted = await immagent_cli("db", "check", "--url", fresh_db_url)
+    assert drifted.returncode == 1
+    assert "remove_index" in drifted.stderr and "ix_immagent_agents_model" in drifted.stderr
+
+
+@BACKENDS
+async def test_an_upgrade_of_a_database_holding_agents_keeps_every_row(fresh_db_url: str) -> None:
+    async with await Store.connect(fresh_db_url) as store:
+        await store.migrate()
+        await populate(store)
+        latest = (await store.list_agents(limit=1))[0]
+    before = await read(fresh_db_url, rows)
+    assert {name: len(r) for name, r in before.items()} == {
+        "immagent_agents": 6,
+        "immagent_messages": 4,
+        "immagent_texts": 1,
+        VERSION_TABLE: 1,
+    }
+
+    upgraded = await immagent_cli("db", "upgrade", "--url", fresh_db_url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert await read(fresh_db_url, rows) == before
+    async with await Store.connect(fresh_db_url) as store:
+        assert await store.count_agents() == 6
+        again = await store.load_agent(latest.id)
+        assert again == latest
+
+
+# ----------------------------------------------------------------------------- the ways to run them
+
+
+@BACKENDS
+async def test_the_cli_upgrades_downgrades_and_reports_the_revision(fresh_db_url: str) -> None:
+    current = await immagent_cli("db", "current", "--url", fresh_db_url)
+    assert (current.returncode, current.stdout.strip()) == (0, "none (no immagent schema)")
+
+    up = await immagent_cli("db", "upgrade", HEAD_REVISION, "--url", fresh_db_url)
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.strip() == f"immagent schema at revision {HEAD_REVISION} (head)"
+    current = await immagent_cli("db", "current", "--url", fresh_db_url)
+    assert current.stdout.strip() == f"{HEAD_REVISION} (head)"
+    history = await immagent_cli("db", "history", "--url", fresh_db_url)
+    assert history.stdout.splitlines()[0].startswith(f"<base> -> {HEAD_REVISION} (head, current): Initial")
+
+    down = await immagent_cli("db", "downgrade", "base", "--url", fresh_db_url)
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == "immagent schema at revision none (no immagent schema)"
+    assert list((await read(fresh_db_url, schema))["tables"]) == [VERSION_TABLE]
+
+    bad = await immagent_cli("db", "upgrade", "nosuchrevision", "--url", fresh_db_url)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
+
+
+@BACKENDS
+async def test_alembic_runs_the_migrations_from_a_checkout(fresh_db_url: str) -> None:
+    result = await run(
+        sys.executable, "-m", "alembic", "-c", "alembic.ini", "upgrade", "head",
+        cwd=REPO, env={"IMMAGENT_DATABASE_URL": fresh_db_url},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"Running upgrade  -> {HEAD_REVISION}" in result.stderr  # alembic.ini's logging is used
+    assert await read(fresh_db_url, schema) == expected_schema(backend_of(fresh_db_url))
+
+
+async def test_offline_sql_prints_the_ddl_without_touching_a_database(tmp_path: Path) -> None:
+    missing = tmp_path / "never-created.db"
+    lite = await immagent_cli("db", "upgrade", "--sql", "--url", f"sqlite:///{missing}")
+    assert lite.returncode == 0, lite.stderr
+    assert "CREATE TABLE immagent_texts" in lite.stdout
+    assert "CREATE TRIGGER immagent_agents_no_update" in lite.stdout
+    assert f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ('{HEAD_REVISION}')" in lite.stdout
+    assert not missing.exists()
+
+    # Nothing listens on port 1: the PostgreSQL DDL is rendered without any connection.
+    pg = await immagent_cli("db", "upgrade", "--sql", "--url", "postgresql://nobody@127.0.0.1:1/nowhere")
+    assert pg.returncode == 0, pg.stderr
+    assert "JSONB" in pg.stdout and "CREATE FUNCTION immagent_refuse_update()" in pg.stdout
+    assert pg.stdout.lstrip().startswith("BEGIN;") and pg.stdout.rstrip().endswith("COMMIT;")
+
+    down = await immagent_cli(
+        "db", "downgrade", "base", "--sql", "--url", "postgresql://nobody@127.0.0.1:1/x"
+    )
+    assert down.returncode == 0, down.stderr
+    assert "DROP TABLE immagent_agents" in down.stdout and f"DELETE FROM {VERSION_TABLE}" in down.stdout
+
+
+async def test_the_url_comes_from_the_option_else_the_environment_else_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    option, env = tmp_path / "option.db", tmp_path / "env.db"
+    via_env = {"IMMAGENT_DATABASE_URL": f"sqlite:///{env}"}
+    chosen = await immagent_cli("db", "upgrade", "--url", f"sqlite:///{option}", env=via_env)
+    assert chosen.returncode == 0, chosen.stderr
+    assert option.exists() and not env.exists()
+
+    chosen = await immagent_cli("db", "upgrade", env=via_env)
+    assert chosen.returncode == 0, chosen.stderr
+    assert env.exists() and not (tmp_path / "immagent.db").exists()
+
+    chosen = await immagent_cli("db", "upgrade")
+    assert chosen.returncode == 0, chosen.stderr
+    default = f"sqlite+aiosqlite:///{tmp_path / 'immagent.db'}"
+    assert [r[0] for r in await version_rows(default)] == [HEAD_REVISION]
+
+
+# ------------------------------------------------------------------------------ the store's schema check
+
+
+@BACKENDS
+async def test_a_database_downgraded_to_base_fails_clearly_until_migrate(fresh_db_url: str) -> None:
+    async with await Store.connect(fresh_db_url) as setup:
+        await setup.migrate()
+        await setup._downgrade("base")
+    async with await Store.connect(fresh_db_url) as store:
+        with pytest.raises(SchemaError) as caught:
+            await store.create_agent(name="a", system_prompt="p", model="m")
+        message = str(caught.value)
+        assert "revision: none" in message and f"needs revision {HEAD_REVISION}" in message
+        assert "immagent db upgrade" in message
+        assert (caught.value.database_revision, caught.value.library_revision) == (None, HEAD_REVISION)
+        with pytest.raises(SchemaError):
+            await store.load_agent("0193a0c0-0000-7000-8000-000000000000")  # still refused, not cached
+        await store.migrate()
+        agent = await store.create_agent(name="a", system_prompt="p", model="m")
+        assert (await store.load_agent(agent.id)) is agent
+
+
+@BACKENDS
+async def test_a_database_a_newer_immagent_migrated_is_refused_and_left_alone(fresh_db_url: str) -> None:
+    async with await Store.connect(fresh_db_url) as setup:
+        await setup.migrate()
+    await execute(fresh_db_url, f"UPDATE {VERSION_TABLE} SET version_num = '9001'")
+    async with await Store.connect(fresh_db_url) as store:
+        with pytest.raises(SchemaError) as caught:
+            await store.list_agents()
+        message = str(caught.value)
+        assert "revision 9001" in message and f"head {HEAD_REVISION}" in message and "newer" in message
+        assert "pip install -U immagent" in message
+        assert (caught.value.database_revision, caught.value.library_revision) == ("9001", HEAD_REVISION)
+        with pytest.raises(SchemaError, match="newer"):
+            await store.migrate()
+    cli = await immagent_cli("db", "upgrade", "--url", fresh_db_url)
+    assert cli.returncode == 1
+    assert cli.stderr.strip().splitlines() == [f"error: {message}"]
+    assert [r[0] for r in await version_rows(fresh_db_url)] == ["9001"]
+
+
+async def test_the_revision_is_read_once_per_store(store: Store) -> None:
+    reads: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "SELECT version_num" in statement:
+            reads.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        agent = await store.create_agent(name="a", system_prompt="p", model="m")
+        store.clear_cache()
+        await store.load_agent(agent.id)
+        await store.list_agents()
+        with pytest.raises(AgentNotFoundError):
+            await store.load_agent("0193a0c0-0000-7000-8000-000000000000")
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
+    assert len(reads) == 1
