@@ -1,0 +1,249 @@
+"""What the CLI commands share: opening the store, choosing and preparing the model, and drawing
+messages and families of states as text. Heavy imports (the store, LiteLLM) happen inside functions so
+``immagent --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import IO, TYPE_CHECKING, Any
+from uuid import UUID
+
+import click
+
+if TYPE_CHECKING:
+    from immagent._messages import Message
+    from immagent._store import Store
+    from immagent._views import PersistentAgent
+
+#: Environment variable naming the model for ``demo`` and new ``chat`` agents.
+MODEL_ENV = "IMMAGENT_MODEL"
+
+
+class CLIError(click.ClickException):
+    """A failure the user can act on: printed as one ``error: ...`` line, exit code 1."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+model_option = click.option(
+    "--model",
+    envvar=MODEL_ENV,
+    default=None,
+    help=f"LiteLLM model name (default: ${MODEL_ENV}, else the offline scripted model immagent/scripted).",
+)
+
+
+# ---------------------------------------------------------------------------------------------- the store
+
+
+@asynccontextmanager
+async def open_store(url: str | None, *, create: bool = False, migrate: bool = True) -> AsyncIterator[Store]:
+    """A store on ``url`` (else $IMMAGENT_DATABASE_URL, else ./immagent.db).
+
+    With ``create``, a missing SQLite file is made and (unless ``migrate`` is false) a database with no
+    immagent schema yet is migrated; an older schema is left for ``immagent db upgrade`` to move. Without
+    ``create``, a missing SQLite file is an error, not an empty file left behind by a read-only command.
+    """
+    from immagent._store import Store
+    from immagent._urls import database_url
+
+    resolved = database_url(url)
+    if not create:
+        _require_sqlite_file(resolved)
+    async with await Store.connect(resolved, min_size=1, max_size=2) as store:
+        if create and migrate and await store.schema_revision() is None:
+            await store.migrate()
+        yield store
+
+
+def _require_sqlite_file(url: str) -> None:
+    """A read-only command on a SQLite file that does not exist says so (instead of creating it)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    path = parsed.database
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and path not in (None, "", ":memory:")
+        and not os.path.exists(path)
+    ):
+        raise CLIError(f"no database at {path} (run `immagent demo` or `immagent chat` first, or pass --url)")
+
+
+# ---------------------------------------------------------------------------------------------- the model
+
+
+def resolve_model(model: str | None) -> str:
+    """The model to use: the option, else $IMMAGENT_MODEL, else the offline scripted model."""
+    from immagent.cli._offline import OFFLINE_MODEL
+
+    return model or os.environ.get(MODEL_ENV) or OFFLINE_MODEL
+
+
+def _prepare_model_sync(model: str) -> None:
+    from immagent._llm import _load_litellm
+    from immagent.cli import _offline
+    from immagent.testing import PROVIDER
+
+    if model.startswith(f"{PROVIDER}/"):
+        _offline.install(model)
+        return
+    litellm = _load_litellm()
+    try:
+        missing = [str(k) for k in litellm.validate_environment(model).get("missing_keys") or []]
+    except Exception:  # an unknown model: let the first call say what is wrong
+        missing = []
+    keys = [k for k in missing if k.endswith(("_KEY", "_TOKEN"))]
+    if keys:
+        raise CLIError(f"model {model!r} needs an API key: set the {' or '.join(keys)} environment variable")
+
+
+async def prepare_model(model: str) -> None:
+    """Make ``model`` usable: install the offline model for ``immagent/...`` names, else check that the
+    provider's API key is set (one clear error before any chat starts). Runs LiteLLM's slow first import
+    in a thread so the caller can open the database meanwhile."""
+    await asyncio.to_thread(_prepare_model_sync, model)
+
+
+# ---------------------------------------------------------------------------------------------- drawing
+
+
+def one_line_text(text: str | None, width: int = 60) -> str:
+    """``text`` on one line, cut to ``width`` characters."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def message_lines(index: int, message: Message) -> list[str]:
+    """One message as text lines: role, content (indented when it spans lines), tool calls, usage."""
+    usage = ""
+    if message.input_tokens is not None or message.output_tokens is not None:
+        usage = f"  [tokens in {message.input_tokens or 0}, out {message.output_tokens or 0}]"
+    head = f"[{index}] {message.role}"
+    if message.role == "tool":
+        head += f" ({message.tool_call_id})"
+    lines: list[str] = []
+    content = (message.content or "").splitlines() or ([] if message.tool_calls else [""])
+    for n, line in enumerate(content):
+        lines.append(f"{head}: {line}" if n == 0 else " " * (len(head) + 2) + line)
+    for call in message.tool_calls or ():
+        lines.append(f"{head} -> {call.name}({call.arguments})  [call {call.id}]")
+    if lines and usage:
+        lines[-1 if message.tool_calls else 0] += usage
+    return lines
+
+
+def echo_messages(messages: Sequence[Message], *, indent: str = "  ") -> None:
+    """Print a conversation, one numbered message after another."""
+    if not messages:
+        click.echo(f"{indent}(no messages yet)")
+    for index, message in enumerate(messages, start=1):
+        for line in message_lines(index, message):
+            click.echo(indent + line)
+
+
+def state_summary(agent: PersistentAgent, messages: Sequence[Message]) -> str:
+    """One line about a state: message count, the last thing the user said, metadata."""
+    last_user = next((m.content for m in reversed(messages) if m.role == "user"), None)
+    parts = [f"{len(messages)} msgs"]
+    if last_user:
+        parts.append(f"“{one_line_text(last_user, 40)}”")
+    if agent.metadata:
+        parts.append(json.dumps(agent.metadata, ensure_ascii=False, sort_keys=True))
+    return " · ".join(parts)
+
+
+async def descendants(agent: PersistentAgent) -> dict[UUID, tuple[PersistentAgent, ...]]:
+    """Every state below ``agent``: state id -> its children, oldest first (one query per state)."""
+    family: dict[UUID, tuple[PersistentAgent, ...]] = {}
+    level = [agent]
+    while level:
+        found = await asyncio.gather(*(node.children() for node in level))
+        following: list[PersistentAgent] = []
+        for node, kids in zip(level, found, strict=True):
+            family[node.id] = kids
+            following.extend(kids)
+        level = following
+    return family
+
+
+Node = Any  # a PersistentAgent, or a str drawn as a note
+
+
+def draw_tree(
+    root: Node, children_of: Callable[[Node], Sequence[Node]], label: Callable[[Node], str]
+) -> list[str]:
+    """Text lines of a tree. An only child is drawn under its parent at the same indentation (long chats
+    stay narrow); siblings get ``├──``/``└──`` branches. Iterative, so deep lineages are fine."""
+    lines: list[str] = []
+    stack: list[tuple[Node, str, str]] = [(root, "", "")]
+    while stack:
+        node, lead, prefix = stack.pop()
+        lines.append(lead + label(node))
+        kids = children_of(node)
+        if len(kids) == 1:
+            stack.append((kids[0], prefix, prefix))
+            continue
+        for i in reversed(range(len(kids))):
+            last = i == len(kids) - 1
+            stack.append(
+                (kids[i], prefix + ("└── " if last else "├── "), prefix + ("    " if last else "│   "))
+            )
+    return lines
+
+
+async def family_lines(
+    top: PersistentAgent,
+    *,
+    current: UUID | None = None,
+    ancestors: Sequence[PersistentAgent] = (),
+) -> list[str]:
+    """The family of states under ``top`` drawn as a tree, ``current`` marked. With ``ancestors`` (root
+    first, ending at ``top``'s parent) the chain that led to ``top`` is drawn above it, and each
+    ancestor's other branches are counted rather than drawn."""
+    below = await descendants(top)
+    other: dict[UUID, int] = {}
+    chain = list(ancestors)
+    if chain:
+        siblings = await asyncio.gather(*(a.children() for a in chain))
+        path = [*chain[1:], top]
+        for ancestor, kids, step in zip(chain, siblings, path, strict=True):
+            below[ancestor.id] = (step,)
+            other[ancestor.id] = sum(1 for k in kids if k.id != step.id)
+    twin_of: dict[UUID, UUID] = {}  # a clone (or metadata change) and the earlier sibling it equals
+    for kids in below.values():
+        first: dict[UUID | None, UUID] = {}
+        for kid in kids:
+            if kid.head_id in first:
+                twin_of[kid.id] = first[kid.head_id]
+            first.setdefault(kid.head_id, kid.id)
+    nodes = [*chain, top, *(kid for kids in below.values() for kid in kids)]
+    unique = {n.id: n for n in nodes}
+    histories = dict(zip(unique, await asyncio.gather(*(n.messages() for n in unique.values())), strict=True))
+
+    def children_of(node: Node) -> Sequence[Node]:
+        if isinstance(node, str):
+            return ()
+        kids: list[Node] = list(below.get(node.id, ()))
+        if other.get(node.id):
+            count = other[node.id]
+            kids.append(f"… {count} other branch{'es' if count > 1 else ''} (see `immagent tree --all`)")
+        return kids
+
+    def label(node: Node) -> str:
+        if isinstance(node, str):
+            return node
+        text = f"{node.id}  {state_summary(node, histories[node.id])}"
+        if node.parent_id is None:
+            text += f" · root “{node.name}” on {node.model}"
+        if node.id in twin_of:
+            text += f" · same history as {twin_of[node.id]}"
+        return text + ("   ◀ current" if node.id == current else "")
+
+    return draw_tree(chain[0] if chain else top, children_of, label)
