@@ -4,8 +4,13 @@
 through any object with ``get_all_tools()`` and ``execute()``, such as MCPManager), feeds the results
 back, and ends on a reply without tool calls or after ``max_tool_rounds`` rounds. It yields events as it
 goes and finally a ``TurnResult`` with every new message, already linked (ids, ``parent_id``, ``depth``)
-so that whoever persists them only has to insert. Tool failures become tool messages the model can read;
-only model errors abort a turn.
+so that whoever persists them only has to insert.
+
+A round is one model reply with tool calls plus one tool message per call, in call order. After
+``max_tool_rounds`` rounds the turn ends with that round's tool results last (the model is not asked
+again) and a warning is logged: every tool call is answered, so the history is valid for the next turn.
+Any exception from a tool becomes an ``Error: ...`` tool message the model can read; only model errors
+(``LLMError``) and cancellation abort a turn.
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ def _next(previous: Message | None, **fields: Any) -> Message:
 
 
 async def _run_tool(tools: ToolProvider, call: ToolCall) -> tuple[str, bool]:
-    """Run one tool call; any failure becomes text for the model, never an exception for the turn."""
+    """Run one tool call; any failure becomes text for the model (a cancellation still propagates)."""
     try:
         return await tools.execute(call.name, call.arguments), False
     except asyncio.CancelledError:
