@@ -274,7 +274,7 @@ class Store:
             )
             await s.execute(insert(AgentRow), [row])
         self._remember_text(prompt_id, system_prompt)
-        return self._bind(_agent_view(row), ())
+        return self._bind(_agent_view(row), (), cache=session is None)
 
     async def load_agent(self, agent_id: UUID | str) -> PersistentAgent:
         """The state with this id (from the cache when it is there); AgentNotFoundError when absent."""
@@ -374,14 +374,18 @@ class Store:
 
     # ------------------------------------------------------------------ what views call
 
-    def _bind(self, view: PersistentAgent, history: tuple[Message, ...] | None = None) -> PersistentAgent:
-        """Attach this store (and, when known, the history) to a view and cache it."""
+    def _bind(
+        self, view: PersistentAgent, history: tuple[Message, ...] | None = None, *, cache: bool = True
+    ) -> PersistentAgent:
+        """Attach this store (and, when known, the history) to a view and cache it. A state written in
+        a caller's session (``cache=False``) is not cached: that transaction may still roll back."""
         existing = self._agents.get(view.id)
         if existing is not None:
             view = existing
         else:
             view._store = self
-            self._agents[view.id] = view
+            if cache:
+                self._agents[view.id] = view
         if history is not None and view._history is None:
             view._history = self._share_history(view.head_id, history)
         return view
@@ -480,7 +484,7 @@ class Store:
         async with self._write(session) as s:
             await s.execute(insert(AgentRow), [row])
         history = agent._history.messages if agent._history is not None else None
-        return self._bind(_agent_view(row), history)
+        return self._bind(_agent_view(row), history, cache=session is None)
 
     def _agent_row(
         self,
@@ -535,7 +539,7 @@ class Store:
             # One multi-row INSERT for the messages, then the agent that points at them.
             await s.execute(insert(MESSAGES), [_message_values(m, agent.root_id) for m in new])
             await s.execute(insert(AgentRow), [row])
-        return self._bind(_agent_view(row), history + tuple(new))
+        return self._bind(_agent_view(row), history + tuple(new), cache=session is None)
 
     async def _advance(
         self,
