@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -86,7 +85,7 @@ class ScriptedModel:
         return self
 
     def fail(self, status: int = 500) -> ScriptedModel:
-        """Queue a failure with this HTTP-like status."""
+        """Queue a failure with this HTTP status (429 and 5xx are retried, as a real provider's would be)."""
         with self._lock:
             self._queue.append(ScriptedReply(content=None, error=status))
         return self
@@ -160,6 +159,16 @@ def _tool_calls(reply: ScriptedReply) -> list[dict[str, Any]]:
     ]
 
 
+def _http_error(status: int) -> Exception:
+    """An HTTP answer with this status, as a real provider's client raises it: the library reads the status
+    from it (429 and 5xx are retried, 401 is an auth failure), exactly as with a real model."""
+    import httpx
+
+    request = httpx.Request("POST", "http://scripted.invalid/chat/completions")
+    response = httpx.Response(status, request=request, json={"error": {"message": "scripted failure"}})
+    return httpx.HTTPStatusError(f"scripted failure ({status})", request=request, response=response)
+
+
 def _make_handler() -> Any:
     """The LiteLLM CustomLLM subclass (built lazily so importing this module stays cheap)."""
     import litellm
@@ -171,7 +180,9 @@ def _make_handler() -> Any:
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.error is not None:
-            raise CustomLLMError(reply.error, f"scripted failure ({reply.error})")
+            raise CustomLLMError(reply.error, f"scripted failure ({reply.error})") from _http_error(
+                reply.error
+            )
         return reply
 
     class ScriptedHandler(CustomLLM):
