@@ -8,6 +8,7 @@ events, so a real driver-level failure can be placed at every step of a unit of 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -46,8 +47,12 @@ class InjectedFault(RuntimeError):
     """The error a fault-injection hook raises (stands in for a driver or server error)."""
 
 
+_WRITE = re.compile(r"^\s*(WITH\b.*?)?\b(INSERT|DELETE|UPDATE)\b", re.IGNORECASE | re.DOTALL)
+
+
 def _is_write(statement: str) -> bool:
-    return statement.lstrip().upper().startswith(("INSERT", "DELETE", "UPDATE"))
+    """INSERT, DELETE or UPDATE, also behind a WITH (gc's recursive DELETE starts with WITH)."""
+    return _WRITE.match(statement) is not None
 
 
 class StatementFault:
