@@ -114,7 +114,7 @@ def test_every_example_is_tested() -> None:
     shipped = {p.name for p in EXAMPLES.glob("*.py")} - {"weather_server.py"}
     if not _has_offline_mode(EXAMPLES / "fastapi_app.py"):
         shipped.discard("fastapi_app.py")
-    assert shipped == set(EXPECTED)
+    assert shipped == set(EXPECTED), "add each new example to EXPECTED with the lines it must print"
 
 
 @pytest.mark.slow
