@@ -39,7 +39,10 @@ class PersistentAgent(BaseModel):
     """One immutable, persisted agent state. Every change (``advance``, ``clone``, ``with_metadata``)
     returns a new state with a new id; this one stays as it is, in memory and in the database."""
 
-    model_config = ConfigDict(frozen=True, from_attributes=True, populate_by_name=True)
+    # The JSON schema describes the payload (``metadata``), not the ORM attribute alias (``metadata_``).
+    model_config = ConfigDict(
+        frozen=True, from_attributes=True, populate_by_name=True, json_schema_mode_override="serialization"
+    )
 
     id: UUID
     root_id: UUID
