@@ -231,5 +231,8 @@ async def test_no_connection_of_immagent_is_held_while_the_model_runs(
         async with sessions() as session, session.begin():
             session.add(Order(agent_id=None, note="before the turn"))
             await session.flush()  # the app now holds one connection, in its own open transaction
-            await cold.advance("two", session=session)
-    assert during == [0, 1]  # only ever the app's own connection
+            two = await cold.advance("two", session=session)
+        async with sessions() as session, session.begin():  # begun but unused: no connection yet
+            await two.advance("three", session=session)
+            session.add(Order(agent_id=None, note="after the turn"))
+    assert during == [0, 1, 0]  # only ever the app's own connection
