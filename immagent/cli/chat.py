@@ -80,22 +80,22 @@ async def _open(
             found = await store.find_by_name(name)
             current = found[0] if found else None
         resumed = current is not None
-        if current is None:
-            current = await store.create_agent(
-                name=name or "chat", system_prompt=system or DEFAULT_SYSTEM, model=resolve_model(model)
-            )
-        elif model_typed or system is not None:
+        if resumed and (model_typed or system is not None):
             raise click.UsageError("--model and --system are for a new agent; a resumed state keeps its own")
+        chosen = current.model if current is not None else resolve_model(model)
         mcp: MCPManager | None = None
         if servers:
             from immagent._mcp import MCPManager
 
             mcp = await stack.enter_async_context(MCPManager())
-            for index, command in enumerate(servers, start=1):
-                program, *args = shlex.split(command)
-                await mcp.connect(f"server{index}", program, args)
-        session = _Session(store, current, mcp, stack)
-        await _prepare(session, current.model)
+        # The model is checked (or the offline one installed) before anything is written.
+        prepared: set[str] = set()
+        await asyncio.gather(_prepare(prepared, chosen), *([_connect(mcp, servers)] if mcp else []))
+        if current is None:
+            current = await store.create_agent(
+                name=name or "chat", system_prompt=system or DEFAULT_SYSTEM, model=chosen
+            )
+        session = _Session(store, current, mcp, stack, prepared)
         verb = "resumed" if resumed else "new agent"
         count = len(await current.messages())
         click.echo(
@@ -108,10 +108,17 @@ async def _open(
         raise
 
 
-async def _prepare(session: _Session, model: str) -> None:
-    if model not in session.prepared:
+async def _connect(mcp: MCPManager, servers: tuple[str, ...]) -> None:
+    for index, command in enumerate(servers, start=1):
+        program, *args = shlex.split(command)
+        await mcp.connect(f"server{index}", program, args)
+
+
+async def _prepare(prepared: set[str], model: str) -> None:
+    """Ready ``model`` once per chat (a resumed branch may use another model than the first state)."""
+    if model not in prepared:
         await prepare_model(model)
-        session.prepared.add(model)
+        prepared.add(model)
 
 
 async def _turn(session: _Session, text: str) -> None:
@@ -119,7 +126,7 @@ async def _turn(session: _Session, text: str) -> None:
     from immagent._advance import TextDelta, ToolCallFinished, ToolCallStarted, TurnComplete
 
     state = session.current
-    await _prepare(session, state.model)
+    await _prepare(session.prepared, state.model)
     click.echo(click.style("assistant> ", fg="green", bold=True), nl=False)
     at_line_start = False
     async for event in state.advance_stream(text, mcp=session.mcp):
@@ -304,6 +311,8 @@ def _loop(runner: asyncio.Runner, session: _Session, interactive: bool) -> None:
             click.echo()
             click.echo("[cancelled: this turn was not saved]", err=True)
         except (click.ClickException, Exception) as exc:  # one line per failure; the chat goes on
-            session.failed = session.failed or not text.startswith("/")
+            if not text.startswith("/"):
+                session.failed = True
+                click.echo()  # end the partly streamed reply's line
             message = exc.format_message() if isinstance(exc, click.ClickException) else one_line(exc)
-            click.echo(f"\nerror: {message}", err=True)
+            click.echo(f"error: {message}", err=True)

@@ -1,0 +1,194 @@
+"""``immagent chat`` driven through standard input, as a person (or a script) would: streamed replies,
+every turn persisted, /back and /branch growing new branches, Ctrl-C cancelling a reply without a trace,
+and one clear line for a missing API key. The model is the scripted OpenAI-compatible server over HTTP."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from immagent import Store
+from tests.support import cli as cli_support
+from tests.support.cli import ChatProcess, cli_env, run_cli
+from tests.support.db import snapshot
+from tests.support.openai_server import ScriptedOpenAIServer
+
+chat_processes = cli_support.chat_processes
+
+MODEL = "gpt-4o-mini"
+STATE = re.compile(r"^\[state ([0-9a-f-]{36})\]$", re.MULTILINE)
+
+
+def model_env(llm: ScriptedOpenAIServer, url: str) -> dict[str, str]:
+    return cli_env(
+        IMMAGENT_DATABASE_URL=url,
+        OPENAI_API_KEY="sk-immagent-test",
+        OPENAI_BASE_URL=llm.base_url,
+        OPENAI_API_BASE=llm.base_url,
+    )
+
+
+def user_turns(request: dict[str, object]) -> list[str]:
+    messages = request["messages"]
+    assert isinstance(messages, list)
+    return [m["content"] for m in messages if m["role"] == "user"]
+
+
+async def test_a_chat_session_through_stdin_streams_persists_and_branches(
+    llm: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+    script = "\n".join(
+        [
+            "first question",
+            "second question",
+            "/back",
+            "a different second question",
+            "/branch",
+            "/branch 1",
+            "third take",
+            "/history",
+            "/tree",
+            "/meta",
+            "/exit",
+        ]
+    )
+    result = run_cli(
+        "chat", "--model", MODEL, "--name", "cli-chat", cwd=tmp_path, env=model_env(llm, url), stdin=script
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+
+    # The model saw the history of the state each turn grew from: /back and /branch dropped turns.
+    assert [user_turns(r) for r in llm.requests] == [
+        ["first question"],
+        ["first question", "second question"],
+        ["first question", "a different second question"],
+        ["first question", "third take"],
+    ]
+    assert all(r["stream"] is True for r in llm.requests)
+    assert "assistant> echo: a different second question" in out
+
+    states = STATE.findall(out)
+    assert len(states) == 4  # one state per turn, each printed as it was committed
+    async with await Store.connect(url) as store:
+        assert await store.count_agents() == 5  # the new agent and one state per turn
+        first = await store.load_agent(states[0])
+        children = await first.children()
+        assert [str(c.id) for c in children] == states[1:]  # three branches from the first turn
+        last = await store.load_agent(states[-1])
+        assert [m.content for m in await last.messages()] == [
+            "first question",
+            "echo: first question",
+            "third take",
+            "echo: third take",
+        ]
+        assert last.name == "cli-chat" and last.model == MODEL
+
+    history = out.split("now at state")[-1]
+    assert "[3] user: third take" in history and "[4] assistant: echo: third take" in history
+    tree = out.split("[4] assistant: echo: third take")[1]
+    assert tree.count("├── ") == 2 and tree.count("└── ") == 1  # three branches under the first turn
+    assert f"{states[-1]}  4 msgs" in tree and "◀ current" in tree
+    assert f"state     {states[-1]}" in out  # /meta
+    assert out.rstrip().endswith(f"continue with: immagent chat --agent {states[-1]}")
+
+
+async def test_a_resumed_chat_continues_from_the_given_state(
+    llm: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+    env = model_env(llm, url)
+    first = run_cli("chat", "--model", MODEL, cwd=tmp_path, env=env, stdin="remember the number 7\n")
+    assert first.returncode == 0, first.stderr
+    [state] = STATE.findall(first.stdout)
+
+    second = run_cli("chat", "--agent", state, cwd=tmp_path, env=env, stdin="what was it?\n")
+    assert second.returncode == 0, second.stderr
+    assert f"resumed “chat” at state {state} (2 messages, model {MODEL})" in second.stdout
+    assert user_turns(llm.last_request) == ["remember the number 7", "what was it?"]
+
+    refused = run_cli("chat", "--agent", state, "--model", "gpt-4o", cwd=tmp_path, env=env, stdin="")
+    assert refused.returncode == 2
+    assert "--model and --system are for a new agent" in refused.stderr
+
+
+async def test_ctrl_c_during_a_streamed_reply_cancels_the_turn_and_writes_nothing(
+    llm: ScriptedOpenAIServer, tmp_path: Path, chat_processes: list[ChatProcess]
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+    chat = ChatProcess("--model", MODEL, cwd=tmp_path, env=model_env(llm, url))
+    chat_processes.append(chat)
+    chat.expect(r"/help for commands")
+    engine = create_async_engine(url)
+    try:
+        before = await snapshot(engine)
+        assert before, "the new agent's state is already stored"
+
+        words = [f"word{i}" for i in range(40)]
+        llm.reply(" ".join(words), chunk_delay=0.25)  # ten seconds of streaming
+        chat.send("tell me a long story")
+        chat.expect(r"assistant> word0 word1 ")  # the reply is streaming
+        chat.interrupt()
+        chat.expect(r"\[cancelled: this turn was not saved\]", where="err")
+        assert "word39" not in chat.out
+
+        llm.reply("still here")
+        chat.send("are you there?")
+        chat.expect(r"assistant> still here")
+        chat.send("/exit")
+        assert chat.finish() == 0, chat.err
+
+        after = await snapshot(engine)
+    finally:
+        await engine.dispose()
+    # Only the second turn was written: two messages and one state more than before, nothing else.
+    assert len(after) == len(before) + 3
+    assert all(row in after for row in before)
+    assert not any("word1" in str(row) for row in after)
+    assert user_turns(llm.last_request) == ["are you there?"]  # the cancelled turn is not in the history
+
+
+def test_a_missing_api_key_is_one_error_line_and_nothing_is_written(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+    result = run_cli(
+        "chat", "--model", MODEL, cwd=tmp_path, env=cli_env(IMMAGENT_DATABASE_URL=url), stdin="hello\n"
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line == f"error: model '{MODEL}' needs an API key: set the OPENAI_API_KEY environment variable"
+    count = run_cli("agents", "--count", cwd=tmp_path, env=cli_env(IMMAGENT_DATABASE_URL=url))
+    assert count.stdout.strip() == "0"
+
+
+def test_a_bad_agent_id_is_one_error_line(tmp_path: Path) -> None:
+    env = cli_env(IMMAGENT_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+    missing = "01a213bf-dead-72ad-86e9-593d79ca1943"
+    result = run_cli("chat", "--agent", missing, cwd=tmp_path, env=env, stdin="hello\n")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"error: agent {missing} not found"]
+
+
+def test_a_failed_turn_prints_one_line_keeps_chatting_and_exits_1(
+    llm: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+    llm.fail(401, "Incorrect API key provided")
+    llm.reply("second try works")
+    result = run_cli("chat", "--model", MODEL, cwd=tmp_path, env=model_env(llm, url), stdin="one\ntwo\n")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "was refused: Incorrect API key" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert "assistant> second try works" in result.stdout
+    assert len(STATE.findall(result.stdout)) == 1
+
+
+def test_the_offline_model_chats_without_any_key(tmp_path: Path) -> None:
+    env = cli_env(IMMAGENT_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+    result = run_cli("chat", cwd=tmp_path, env=env, stdin="What should I pack?\n/exit\n")
+    assert result.returncode == 0, result.stderr
+    assert "model immagent/scripted" in result.stdout
+    assert "assistant> Pack light layers" in result.stdout
