@@ -17,7 +17,8 @@ WIDTH = 100
 
 
 def _help(command: click.Command, name: str, parent: click.Context | None) -> tuple[str, click.Context]:
-    ctx = click.Context(command, info_name=name, parent=parent, terminal_width=WIDTH, max_content_width=WIDTH)
+    settings = {**command.context_settings, "terminal_width": WIDTH, "max_content_width": WIDTH}
+    ctx = click.Context(command, info_name=name, parent=parent, **settings)
     return command.get_help(ctx), ctx
 
 
