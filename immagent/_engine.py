@@ -37,12 +37,22 @@ def engine_options(url: str, *, max_size: int, recycle: float) -> dict[str, Any]
 
 
 def prepare_engine(engine: AsyncEngine) -> None:
-    """SQLite: enforce foreign keys, use WAL so readers never block the writer, wait on locks."""
+    """SQLite: real transactions, foreign keys, WAL so readers never block the writer, waits on locks.
+
+    The sqlite3 driver opens transactions only before INSERT/UPDATE/DELETE it recognises, so a statement
+    that starts with ``WITH`` (gc's recursive DELETE) would autocommit on its own. SQLAlchemy's documented
+    recipe turns that off and emits BEGIN itself, so every unit of work is one transaction.
+    """
     if engine.dialect.name != "sqlite":
         return
 
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's implicit transactions off; see "begin"
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")

@@ -71,23 +71,10 @@ def _statement_count(seen: list[str]) -> int:
     return len(seen)
 
 
-#: Known bug (see docs/reliability.md): on SQLite, Python's sqlite3 module opens its implicit transaction
-#: only before statements that *start* with INSERT/UPDATE/DELETE/REPLACE. gc's recursive
-#: ``WITH ... DELETE FROM immagent_messages`` starts with WITH, so it runs in autocommit, outside the
-#: unit of work: a failure at the next statement (DELETE of texts) or at the commit cannot undo it.
-#: The fix belongs in immagent/_engine.py prepare_engine() (SQLAlchemy's pysqlite recipe: set
-#: ``dbapi_connection.isolation_level = None`` on connect and emit ``BEGIN`` on the engine's "begin").
-SQLITE_GC_NOT_ATOMIC = pytest.mark.xfail(
-    strict=True, reason="gc's WITH ... DELETE autocommits on SQLite (pysqlite implicit transactions)"
-)
-
-
 @pytest.mark.parametrize("write", sorted(WRITES))
 async def test_an_error_at_any_statement_of_a_write_or_at_its_commit_leaves_no_trace(
     store: Store, scripted: ScriptedModel, tally: Tally, write: str, request: pytest.FixtureRequest
 ) -> None:
-    if write == "gc" and store.engine.dialect.name == "sqlite":
-        request.applymarker(SQLITE_GC_NOT_ATOMIC)
     operation = WRITES[write]
     probe = StatementFault(store.engine, at=10**9)  # never fires: counts the write's statements
     world = await _world(store, scripted)
