@@ -73,7 +73,7 @@ def _statement_count(seen: list[str]) -> int:
 
 @pytest.mark.parametrize("write", sorted(WRITES))
 async def test_an_error_at_any_statement_of_a_write_or_at_its_commit_leaves_no_trace(
-    store: Store, scripted: ScriptedModel, tally: Tally, write: str, request: pytest.FixtureRequest
+    store: Store, scripted: ScriptedModel, tally: Tally, write: str
 ) -> None:
     operation = WRITES[write]
     probe = StatementFault(store.engine, at=10**9)  # never fires: counts the write's statements
