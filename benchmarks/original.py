@@ -109,7 +109,10 @@ def run(backend: Backend, settings: Settings, ours: dict[str, Any]) -> dict[str,
         "pass": None,
         "rows": [],
     }
-    python, how = ensure_venv(create=not settings.quick)
+    if settings.quick:  # a fresh process importing LiteLLM costs 10-20 s here: not for the smoke run
+        figure["status"] = "not run in --quick (a full run installs immagent 0.1.2 and runs it)"
+        return figure
+    python, how = ensure_venv(create=True)
     figure["status"] = how
     if python is None:
         return figure
