@@ -52,10 +52,10 @@ def json_object(field: str, value: object) -> dict[str, Any]:
         encoded = json.dumps(dict(value), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(field, f"must be JSON-serialisable: {exc}") from exc
-    if "\\u0000" in encoded:
-        raise ValidationError(field, "must not contain NUL characters (\\x00)")
     _utf8(field, encoded)
     decoded: dict[str, Any] = json.loads(encoded)
+    if _has_nul(decoded):  # not a search of the JSON text: the six characters "\\u0000" are fine
+        raise ValidationError(field, "must not contain NUL characters (\\x00)")
     if _has_non_str_keys(value):
         raise ValidationError(field, "keys must be strings")
     return decoded
@@ -72,6 +72,17 @@ def _utf8(field: str, value: str) -> None:
             f"must be valid Unicode: the lone surrogate {value[exc.start]!r} at position {exc.start} "
             "cannot be encoded as UTF-8",
         ) from None
+
+
+def _has_nul(value: object) -> bool:
+    """A NUL character in any key or string value (PostgreSQL's jsonb refuses it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _has_non_str_keys(value: object) -> bool:
