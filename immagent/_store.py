@@ -116,13 +116,14 @@ class Store:
         if engine is not None:
             if url is not None:
                 raise ValidationError("engine", "pass either url or engine, not both")
+            if not isinstance(engine, AsyncEngine):
+                raise ValidationError("engine", f"must be an AsyncEngine, not {type(engine).__name__}")
             return cls(engine, owns_engine=False)
         check.positive_int("max_size", max_size)
         check.positive_int("min_size", min_size, minimum=0)
         if min_size > max_size:
             raise ValidationError("min_size", f"must be <= max_size ({max_size}), got {min_size}")
-        if max_inactive_connection_lifetime <= 0:
-            raise ValidationError("max_inactive_connection_lifetime", "must be a positive number of seconds")
+        check.seconds("max_inactive_connection_lifetime", max_inactive_connection_lifetime)
         resolved = database_url(url)
         own = create_async_engine(
             resolved,
@@ -216,6 +217,8 @@ class Store:
     async def _write(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
         """One transaction of our own, committed at the end; or the caller's session, flushed but not
         committed, so the caller's transaction decides."""
+        if session is not None and not isinstance(session, AsyncSession):
+            raise ValidationError("session", f"must be an AsyncSession, not {type(session).__name__}")
         await self._require_schema()
         try:
             if session is not None:
@@ -290,6 +293,8 @@ class Store:
 
     async def load_agents(self, agent_ids: Iterable[UUID | str]) -> tuple[PersistentAgent, ...]:
         """Several states in one query, in the order asked; AgentNotFoundError names the first missing."""
+        if isinstance(agent_ids, str | bytes) or not isinstance(agent_ids, Iterable):
+            raise ValidationError("agent_ids", f"must be an iterable of ids, not {type(agent_ids).__name__}")
         keys = [as_uuid(i, "agent_ids") for i in agent_ids]
         missing = [k for k in dict.fromkeys(keys) if k not in self._agents]
         found: dict[UUID, PersistentAgent] = {k: v for k in keys if (v := self._agents.get(k)) is not None}
@@ -517,9 +522,15 @@ class Store:
         timeout: float,
         max_tool_rounds: int,
         overrides: Mapping[str, object],
+        mcp: ToolProvider | None = None,
+        session: AsyncSession | None = None,
     ) -> tuple[tuple[Message, ...], str, dict[str, Any]]:
         """Check the inputs, then read what the turn needs (cache first); no connection is kept."""
         check.text("text", text)
+        if mcp is not None and not isinstance(mcp, ToolProvider):
+            raise ValidationError("mcp", f"must be an MCPManager or a ToolProvider, not {type(mcp).__name__}")
+        if session is not None and not isinstance(session, AsyncSession):
+            raise ValidationError("session", f"must be an AsyncSession, not {type(session).__name__}")
         check.turn_options(max_retries=max_retries, timeout=timeout, max_tool_rounds=max_tool_rounds)
         settings = {**agent.model_settings, **check.overrides(overrides)}
         history = await self._history(agent)
@@ -560,6 +571,8 @@ class Store:
             timeout=timeout,
             max_tool_rounds=max_tool_rounds,
             overrides=overrides,
+            mcp=mcp,
+            session=session,
         )
         new = await core.advance(
             history=history,
@@ -592,6 +605,7 @@ class Store:
             timeout=timeout,
             max_tool_rounds=max_tool_rounds,
             overrides=overrides,
+            mcp=mcp,
         )
         events = core.run_turn(
             history=history,
