@@ -1,6 +1,6 @@
-"""Branching: advance one state twice and you get two independent futures that share their past.
+"""Branching: advance one state twice and get two futures that share their past.
 
-python examples/branching.py       # SQLite file ./immagent.db, offline scripted replies
+python examples/branching.py       # offline, SQLite file ./immagent.db
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from immagent import Store
 
 
 def choose_model() -> str:
-    """$IMMAGENT_MODEL when set, else the offline scripted model with replies written for this script."""
+    """$IMMAGENT_MODEL if set, else an offline model scripted for this example."""
     if model := os.environ.get("IMMAGENT_MODEL"):
         return model
     from immagent.testing import ScriptedModel
 
     scripted = ScriptedModel().install()
     scripted.reply("Lisbon in May: mild, sunny, and full of viewpoints.")
-    scripted.reply("Take the tram 28 up to Alfama, then watch the sunset from a miradouro.")
-    scripted.reply("Day-trip to Sintra by train: palaces in the hills, 40 minutes away.")
+    scripted.reply("Ride tram 28 up to Alfama, then watch the sunset from a miradouro.")
+    scripted.reply("Take the train to Sintra: palaces in the hills, 40 minutes away.")
     return scripted.model
 
 
@@ -28,7 +28,9 @@ async def main() -> None:
     async with await Store.connect() as store:
         await store.migrate()
         start = await store.create_agent(
-            name="trip-planner", system_prompt="You plan short city trips.", model=choose_model()
+            name="trip-planner",
+            system_prompt="You plan short city trips.",
+            model=choose_model(),
         )
         base = await start.advance("I'm going to Lisbon in May.")
 
@@ -45,15 +47,17 @@ async def main() -> None:
         print("both branches share", len(shared), "messages with their parent")
         print("children of base:", len(await base.children()))
 
-        # conversation_id identifies a history: equal ids, equal messages (an O(1) check).
-        twin = await city.clone()  # a sibling with the same history; no message is copied
-        print("clone has the same conversation:", twin.conversation_id == city.conversation_id)
+        # conversation_id identifies a history: same id, same messages (O(1) check).
+        twin = await city.clone()  # a sibling with the same history; nothing copied
+        same = twin.conversation_id == city.conversation_id
+        print("clone has the same conversation:", same)
         print("branches differ:", city.conversation_id != away.conversation_id)
 
-        # Dropping a branch: delete its state, then gc() removes messages no remaining state reaches.
+        # Drop a branch: delete its state; gc() removes messages no state reaches.
         await store.delete(away)
         print("gc removed:", await store.gc())
-        print("city branch intact:", len(await (await store.load_agent(city.id)).messages()), "messages")
+        kept = await store.load_agent(city.id)
+        print("city branch intact:", len(await kept.messages()), "messages")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""A PersistentAgent: every state is a row in the database, addressable by id, and never changes.
+"""A PersistentAgent: every state is a database row, loadable by id, never changed.
 
-python examples/persistent_agent.py        # SQLite file ./immagent.db, offline scripted replies
-IMMAGENT_DATABASE_URL=postgresql://user@host/db IMMAGENT_MODEL=gpt-4o-mini python examples/persistent_agent.py
+python examples/persistent_agent.py     # offline, SQLite file ./immagent.db
+
+$IMMAGENT_DATABASE_URL (e.g. postgresql://user@host/db) picks another database,
+$IMMAGENT_MODEL (e.g. gpt-4o-mini) a real model.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from immagent import Store
 
 
 def choose_model() -> str:
-    """$IMMAGENT_MODEL when set, else the offline scripted model with replies written for this script."""
+    """$IMMAGENT_MODEL if set, else an offline model scripted for this example."""
     if model := os.environ.get("IMMAGENT_MODEL"):
         return model
     from immagent.testing import ScriptedModel
@@ -25,9 +27,9 @@ def choose_model() -> str:
 
 
 async def main() -> None:
-    # No URL: $IMMAGENT_DATABASE_URL, else sqlite+aiosqlite:///immagent.db in the current folder.
+    # No URL: $IMMAGENT_DATABASE_URL, else the SQLite file ./immagent.db
     async with await Store.connect() as store:
-        await store.migrate()  # once per database (deploys run `immagent db upgrade` instead)
+        await store.migrate()  # once per database; deploys run `immagent db upgrade`
 
         agent = await store.create_agent(
             name="memory-demo",
@@ -40,12 +42,14 @@ async def main() -> None:
 
         # Each advance made a new state; the earlier ones are still there, unchanged.
         for state in (agent, first, second):
-            print(f"state {state.id}  parent {state.parent_id}  messages {len(await state.messages())}")
+            count = len(await state.messages())
+            print(f"state {state.id}  parent {state.parent_id}  messages {count}")
 
-        # Later (another process, another day): load a state by id and carry on from it.
+        # Later (another process, another day): load a state by id, carry on from it.
         store.clear_cache()
         loaded = await store.load_agent(str(second.id))
-        print("reloaded:", loaded.id == second.id, "| lineage:", len(await loaded.lineage()), "states")
+        lineage = await loaded.lineage()
+        print("reloaded:", loaded.id == second.id, "| lineage:", len(lineage), "states")
         print("tokens (in, out):", await loaded.token_usage())
         print("as JSON:", sorted(loaded.model_dump(mode="json")))
 

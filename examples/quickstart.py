@@ -1,7 +1,7 @@
-"""Quickstart: an in-memory SimpleAgent. Every advance returns a NEW agent; the old one is unchanged.
+"""Quickstart: an in-memory SimpleAgent. advance() returns a NEW agent; the old one stays.
 
-python examples/quickstart.py                           # offline, scripted replies
-IMMAGENT_MODEL=gpt-4o-mini python examples/quickstart.py   # a real model (needs OPENAI_API_KEY)
+python examples/quickstart.py                             # offline
+IMMAGENT_MODEL=gpt-4o-mini python examples/quickstart.py  # needs OPENAI_API_KEY
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from immagent import SimpleAgent
 
 
 def choose_model() -> str:
-    """$IMMAGENT_MODEL when set, else the offline scripted model with replies written for this script."""
+    """$IMMAGENT_MODEL if set, else an offline model scripted for this example."""
     if model := os.environ.get("IMMAGENT_MODEL"):
         return model
     from immagent.testing import ScriptedModel
@@ -36,10 +36,8 @@ async def main() -> None:
 
     print("assistant:", first.last_response())
     print("assistant:", second.last_response())
-    print(
-        f"messages: original {len(agent.messages())}, first {len(first.messages())}, "
-        f"second {len(second.messages())}"
-    )
+    sizes = [len(a.messages()) for a in (agent, first, second)]
+    print("messages: original {}, first {}, second {}".format(*sizes))
     print("tokens (in, out):", second.token_usage())
 
 

@@ -1,6 +1,6 @@
-"""Tools over MCP: the agent calls a weather server's tools; calls and results are part of the history.
+"""Tools over MCP: the agent calls a weather server; calls and results join the history.
 
-python examples/tools.py       # offline: scripted model + the example weather server (a subprocess)
+python examples/tools.py    # offline: scripted model + the bundled weather server
 """
 
 from __future__ import annotations
@@ -13,22 +13,23 @@ from immagent import MCPManager, SimpleAgent
 
 
 def choose_model() -> str:
-    """$IMMAGENT_MODEL when set, else the offline scripted model with replies written for this script."""
+    """$IMMAGENT_MODEL if set, else an offline model scripted for this example."""
     if model := os.environ.get("IMMAGENT_MODEL"):
         return model
     from immagent.testing import ScriptedModel
 
     scripted = ScriptedModel().install()
-    # First the model asks for a tool call (id, tool name, JSON arguments), then it answers from the result.
+    # First a tool call (id, tool name, JSON arguments), then an answer from its result.
     scripted.reply(None, tool_calls=[("call_1", "get_weather", '{"city": "Paris"}')])
-    scripted.reply("It's 18°C with light rain in Paris: take an umbrella and a light jacket.")
+    scripted.reply("It's 18°C with light rain in Paris: take an umbrella and a jacket.")
     return scripted.model
 
 
 async def main() -> None:
     async with MCPManager() as mcp:
-        # A stdio MCP server is a subprocess; this one ships with immagent and needs no network.
-        await mcp.connect("weather", sys.executable, ["-m", "immagent.examples.weather_server"])
+        # A stdio MCP server is a subprocess; this one ships with immagent (no network).
+        server = ["-m", "immagent.examples.weather_server"]
+        await mcp.connect("weather", sys.executable, server)
         print("tools:", ", ".join(t["function"]["name"] for t in mcp.get_all_tools()))
 
         agent = SimpleAgent(

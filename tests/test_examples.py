@@ -33,8 +33,8 @@ EXPECTED: dict[str, list[str]] = {
         "tokens (in, out): (20, 10)",
     ],
     "branching.py": [
-        "city branch: Take the tram 28 up to Alfama, then watch the sunset from a miradouro.",
-        "away branch: Day-trip to Sintra by train: palaces in the hills, 40 minutes away.",
+        "city branch: Ride tram 28 up to Alfama, then watch the sunset from a miradouro.",
+        "away branch: Take the train to Sintra: palaces in the hills, 40 minutes away.",
         "both branches share 2 messages with their parent",
         "children of base: 2",
         "clone has the same conversation: True",
@@ -47,10 +47,10 @@ EXPECTED: dict[str, list[str]] = {
         "user: What should I wear in Paris today?",
         'assistant: calls get_weather({"city": "Paris"})',
         "tool: Paris: 18°C, light rain",  # the real MCP server's answer
-        "assistant: It's 18°C with light rain in Paris: take an umbrella and a light jacket.",
+        "assistant: It's 18°C with light rain in Paris: take an umbrella and a jacket.",
     ],
     "streaming.py": [
-        "assistant: Once upon a time, a small robot learned to paint the sunrise, one colour a day.",
+        "assistant: Once upon a time, a small robot learned to paint the sunrise.",
         "stopped after the first piece: 'This'",
         "states before: 2 after stopping early: 2",
     ],
