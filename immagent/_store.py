@@ -8,6 +8,7 @@ opens one session that inserts the new messages and the new agent and commits, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from collections import OrderedDict
@@ -95,6 +96,11 @@ class Store:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self._schema_checked = False
         self._schema_lock = asyncio.Lock()
+        # SQLite has one writer at a time; queueing our own writers here is fairer and faster than
+        # letting them poll the file lock (its busy handler sleeps in growing steps).
+        self._write_lock: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
         self._agents: weakref.WeakValueDictionary[UUID, PersistentAgent] = weakref.WeakValueDictionary()
         self._histories: weakref.WeakValueDictionary[UUID, _History] = weakref.WeakValueDictionary()
         self._texts: OrderedDict[UUID, str] = OrderedDict()
@@ -225,7 +231,7 @@ class Store:
                 yield session
                 await session.flush()
                 return
-            async with self._sessions() as own, own.begin():
+            async with self._write_lock, self._sessions() as own, own.begin():
                 yield own
         except IntegrityError as exc:
             raise _integrity_error(exc) from exc

@@ -112,6 +112,7 @@ class ScriptedModel:
         """Register this model with LiteLLM (idempotent); returns self."""
         _registry()[self.name] = self
         _ensure_provider()
+        _register_cost(self.model)
         return self
 
     def uninstall(self) -> None:
@@ -140,6 +141,24 @@ def _ensure_provider() -> None:
     from litellm.utils import custom_llm_setup
 
     custom_llm_setup()
+
+
+def _register_cost(model: str) -> None:
+    """Tell LiteLLM the model is free, so it does not scan its cost map on every call."""
+    import litellm
+
+    if model not in litellm.model_cost:
+        litellm.register_model(
+            {
+                model: {
+                    "litellm_provider": PROVIDER,
+                    "mode": "chat",
+                    "max_tokens": 1_000_000,
+                    "input_cost_per_token": 0.0,
+                    "output_cost_per_token": 0.0,
+                }
+            }
+        )
 
 
 def _lookup(model: str) -> ScriptedModel:
