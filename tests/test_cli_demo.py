@@ -4,6 +4,7 @@ run through the installed console script in a subprocess, as a person would."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -41,12 +42,12 @@ def test_the_demo_shows_the_tool_turn_both_branches_and_the_tree(demo_run: DemoR
     assert conversation_a.count("[tokens in") == conversation_b.count("[tokens in") == 5
 
     tree = out.split("Family tree of states")[1].split("\n\n")[0]
-    states = re.findall(UUID, tree)
+    states = re.findall(rf"^  [│├└─ ]*({UUID})", tree, re.MULTILINE)  # the state each line is about
     assert len(states) == len(set(states)) == 7  # root, 2 advances, tool turn, clone, 2 branch turns
     assert "├── " in tree and "└── " in tree  # the clone made a second branch
     assert "same history as" in tree  # the clone is a sibling with the same history
     assert a in tree and b in tree
-    assert out.rstrip().endswith(f"immagent chat --agent {a}")
+    assert out.rstrip().endswith(f"\n  immagent chat --agent {a}")  # the ids, then the command to continue
 
 
 async def test_the_demo_database_holds_what_it_printed(demo_run: DemoRun) -> None:
@@ -62,14 +63,15 @@ async def test_the_demo_database_holds_what_it_printed(demo_run: DemoRun) -> Non
         assert await store.count_agents() == 7
 
 
-def test_a_second_demo_on_the_same_database_adds_a_new_family(demo_run: DemoRun, tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'twice.db'}"
-    for _ in range(2):
-        result = run_cli("demo", "--url", url, cwd=tmp_path, env=cli_env())
-        assert result.returncode == 0, result.stderr
-    assert f"--url {url}" in result.stdout  # the continue command keeps a typed URL
+def test_a_demo_on_a_database_that_has_one_adds_a_new_family(demo_run: DemoRun, tmp_path: Path) -> None:
+    shutil.copyfile(demo_run.db_path, tmp_path / "again.db")
+    url = f"sqlite:///{tmp_path / 'again.db'}"
+    result = run_cli("demo", "--url", url, cwd=tmp_path, env=cli_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith(f"--url {url}")  # the continue command keeps a typed URL
     count = run_cli("agents", "--count", "--url", url, cwd=tmp_path, env=cli_env())
     assert count.stdout.strip() == "14"
+    assert not (tmp_path / "immagent.db").exists()
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -91,6 +92,8 @@ def _prepare_model_sync(model: str) -> None:
     from immagent.cli import _offline
     from immagent.testing import PROVIDER
 
+    if logging.getLogger().level > logging.DEBUG:  # LiteLLM's notices are noise here, unless --debug
+        logging.getLogger("LiteLLM").setLevel(logging.ERROR)
     if model.startswith(f"{PROVIDER}/"):
         _offline.install(model)
         return

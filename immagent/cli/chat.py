@@ -56,6 +56,9 @@ class _Session:
     failed: bool = False
 
 
+_ASSISTANT = click.style("assistant> ", fg="green", bold=True)
+
+
 def _dim(text: str) -> str:
     return click.style(text, dim=True)
 
@@ -127,21 +130,24 @@ async def _turn(session: _Session, text: str) -> None:
 
     state = session.current
     await _prepare(session.prepared, state.model)
-    click.echo(click.style("assistant> ", fg="green", bold=True), nl=False)
-    at_line_start = False
+    speaking = False  # "assistant> " is printed for the text of the current reply
+    at_line_start = True
     async for event in state.advance_stream(text, mcp=session.mcp):
         if isinstance(event, TextDelta):
+            if not speaking:
+                click.echo(("" if at_line_start else "\n") + _ASSISTANT, nl=False)
+                speaking = True
             click.echo(event.text, nl=False)
             at_line_start = event.text.endswith("\n")
-        elif isinstance(event, ToolCallStarted):
-            click.echo(
-                ("" if at_line_start else "\n") + _dim(f"  [tool] {event.call.name}({event.call.arguments})")
-            )
-            at_line_start = True
-        elif isinstance(event, ToolCallFinished):
-            outcome = "failed" if event.is_error else "->"
-            click.echo(_dim(f"  [tool] {event.call.name} {outcome} {event.result}"))
-            at_line_start = True
+        elif isinstance(event, (ToolCallStarted, ToolCallFinished)):
+            if not at_line_start:
+                click.echo()
+            if isinstance(event, ToolCallStarted):
+                click.echo(_dim(f"  [tool] {event.call.name}({event.call.arguments})"))
+            else:
+                outcome = "failed:" if event.is_error else "->"
+                click.echo(_dim(f"  [tool] {event.call.name} {outcome} {event.result}"))
+            speaking, at_line_start = False, True
         elif isinstance(event, TurnComplete):
             session.current = event.agent
     if not at_line_start:

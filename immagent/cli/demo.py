@@ -100,7 +100,11 @@ def demo(ctx: click.Context, model: str | None, url: str | None) -> None:
             click.echo()
             click.echo(f"Branch A: {a.id}")
             click.echo(f"Branch B: {b.id}")
-            click.echo(f"Done in {time.monotonic() - started:.1f}s. Continue a branch with:")
+            click.echo(f"Done in {time.monotonic() - started:.1f}s.")
+            click.echo(
+                "Continue a branch with the command below "
+                '(add --mcp "python -m immagent.examples.weather_server" for the weather tools):'
+            )
             click.echo(f"  immagent chat --agent {a.id}" + (f" --url {url}" if typed_url else ""))
 
     asyncio.run(run())

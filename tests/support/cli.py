@@ -79,16 +79,23 @@ class DemoRun:
         return f"sqlite+aiosqlite:///{self.db_path}"
 
 
+_DEMO: list[DemoRun] = []  # one demo per test session, whichever CLI test module asks first
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    """The demo, run once for the session; its database serves the read-only CLI tests."""
+    """The demo, run once per session (each module that imports this fixture gets the same run); its
+    database serves the read-only CLI tests, which copy it before changing anything."""
+    if _DEMO:
+        return _DEMO[0]
     folder = tmp_path_factory.mktemp("demo")
     started = time.monotonic()
     result = run_cli("demo", cwd=folder, env=cli_env())
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     ids = dict(re.findall(r"^Branch ([AB]): ([0-9a-f-]{36})$", result.stdout, re.MULTILINE))
-    return DemoRun(result, seconds, folder, ids["A"], ids["B"])
+    _DEMO.append(DemoRun(result, seconds, folder, ids["A"], ids["B"]))
+    return _DEMO[0]
 
 
 class ChatProcess:
