@@ -30,10 +30,12 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    """A real PostgreSQL server for the whole session."""
+def pg_server(pytestconfig: pytest.Config) -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session (which one is shown in the test output)."""
     server = start_postgres()
-    print(f"\nPostgreSQL for tests: {server.describe()}")  # noqa: T201 - visible with -s, in the header otherwise
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\nPostgreSQL for tests: {server.describe()}")
     try:
         yield server
     finally:
