@@ -24,7 +24,7 @@ from immagent import (
     ToolCallStarted,
     TurnComplete,
 )
-from tests.support.db import row_counts, snapshot
+from tests.support.db import InjectedFault, StatementFault, row_counts, snapshot
 from tests.support.mcp import WEATHER_ARGS
 from tests.support.openai_server import Reply, ScriptedOpenAIServer
 
@@ -279,6 +279,32 @@ async def test_a_model_failure_after_a_tool_round_aborts_the_turn_and_writes_not
     llm.reply("14°C.")
     new = await agent.advance("Weather?", mcp=weather_tools)  # the same turn, retried, succeeds
     assert [m.role for m in await new.messages()] == ["user", "assistant", "tool", "assistant"]
+
+
+@pytest.mark.parametrize("weather_tools", ["http"], indirect=True)  # the transport does not matter here
+@pytest.mark.parametrize("at", [1, 2, "commit"], ids=["messages-insert", "agent-insert", "commit"])
+async def test_a_tool_turn_is_written_in_one_transaction(
+    store: Store, llm: ScriptedOpenAIServer, weather_tools: MCPManager, at: int | str
+) -> None:
+    """A write that fails at any statement of the turn's transaction leaves no message and no state."""
+    agent = await new_agent(store)
+    before = await snapshot(store.engine)
+    for _ in range(2):
+        llm.reply(None, tool_calls=[("w", "get_weather", '{"city": "Paris"}')])
+        llm.reply("Rainy.")
+    fault = StatementFault(store.engine, at=at)
+    with fault.armed(), pytest.raises(InjectedFault):
+        await agent.advance("Weather?", mcp=weather_tools)
+    assert fault.fired
+    assert await snapshot(store.engine) == before
+
+    new = await agent.advance("Weather?", mcp=weather_tools)  # nothing half-written is in the way
+    assert [m.role for m in await new.messages()] == ["user", "assistant", "tool", "assistant"]
+    if at == "commit":  # the transaction held one INSERT for every message of the turn, one for the state
+        assert [" ".join(s.split()[:3]) for s in fault.seen] == [
+            "INSERT INTO immagent_messages",
+            "INSERT INTO immagent_agents",
+        ]
 
 
 async def test_cancelling_a_turn_during_a_tool_call_propagates_and_writes_nothing(
