@@ -113,7 +113,9 @@ class StatementCounter:
         self.statements: list[str] = []
 
     def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.statements.append(statement)
+        # Transaction control (the BEGIN immagent emits itself on SQLite) is not a query.
+        if statement.strip().upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            self.statements.append(statement)
 
     @property
     def count(self) -> int:

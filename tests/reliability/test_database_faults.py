@@ -305,15 +305,6 @@ def _terminate_while_the_loop_is_busy(url: str, database: str) -> int:
     return killed
 
 
-#: Known regression (see docs/reliability.md): commit 18120e9 replaced pool_pre_ping with a check of
-#: asyncpg's closed flag at checkout. The flag is set only once the event loop has read the EOF, so a
-#: connection killed while the loop was busy (or silently dropped) is handed out and the call fails.
-CLOSED_FLAG_ONLY = pytest.mark.xfail(
-    strict=True, raises=DBAPIError, reason="no pre-ping: a dead pooled connection is handed out once"
-)
-
-
-@CLOSED_FLAG_ONLY
 async def test_a_backend_terminated_while_the_loop_is_busy_is_replaced_before_the_next_call(
     pg_url: str, admin_engine: AsyncEngine, scripted: ScriptedModel, tally: Tally
 ) -> None:
