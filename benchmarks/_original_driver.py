@@ -18,9 +18,8 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import immagent.messages as messages
-
 import immagent
+import immagent.messages as messages
 
 REPLY = "echo: question 00000000: what is the weather like today?"
 TABLES = ["text_assets", "messages", "conversations", "agents"]

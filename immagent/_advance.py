@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from immagent import _llm
+from immagent._errors import LLMError
 from immagent._llm import Completion, TextDelta
 from immagent._messages import Message, ToolCall
 
@@ -98,10 +100,44 @@ def _next(previous: Message | None, **fields: Any) -> Message:
     return Message(parent_id=previous.id, depth=previous.depth + 1, **fields)
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(text: str | None) -> str | None:
+    """Why ``text`` cannot be stored as-is (NUL, which PostgreSQL refuses; a lone surrogate, which
+    UTF-8 cannot encode), or None when it can."""
+    if text is None:
+        return None
+    if "\x00" in text:
+        return "a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate"
+    return None
+
+
+def _storable(text: str) -> str:
+    """A tool result made storable: NUL and lone surrogates become U+FFFD (the model reads the rest)."""
+    if _unstorable(text) is None:
+        return text
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def _check_reply(completion: Completion, model: str) -> None:
+    """A reply we could not store exactly is a malformed response: the turn fails and writes nothing."""
+    texts = [completion.content, *(c.arguments for c in completion.tool_calls)]
+    for text in texts:
+        problem = _unstorable(text)
+        if problem is not None:
+            message = f"LLM call to {model!r} got a malformed response: the text holds {problem}"
+            raise LLMError(message, model=model)
+
+
 async def _run_tool(tools: ToolProvider, call: ToolCall) -> tuple[str, bool]:
     """Run one tool call; any failure becomes text for the model (a cancellation still propagates)."""
     try:
-        return await tools.execute(call.name, call.arguments), False
+        return _storable(await tools.execute(call.name, call.arguments)), False
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a tool's failure is information for the model, not a failed turn
@@ -153,6 +189,7 @@ async def run_turn(
                 timeout=timeout,
                 max_retries=max_retries,
             )
+        _check_reply(completion, model)
         reply = _next(
             new[-1],
             role="assistant",

@@ -63,6 +63,7 @@ class SimpleAgent(BaseModel):
     ) -> AsyncIterator[TurnEvent]:
         check.text("text", text)
         check.turn_options(max_retries=max_retries, timeout=timeout, max_tool_rounds=max_tool_rounds)
+        check.tool_provider(mcp)
         return core.run_turn(
             history=self.history,
             system_prompt=self.system_prompt,

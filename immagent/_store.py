@@ -533,8 +533,7 @@ class Store:
     ) -> tuple[tuple[Message, ...], str, dict[str, Any]]:
         """Check the inputs, then read what the turn needs (cache first); no connection is kept."""
         check.text("text", text)
-        if mcp is not None and not isinstance(mcp, ToolProvider):
-            raise ValidationError("mcp", f"must be an MCPManager or a ToolProvider, not {type(mcp).__name__}")
+        check.tool_provider(mcp)
         if session is not None and not isinstance(session, AsyncSession):
             raise ValidationError("session", f"must be an AsyncSession, not {type(session).__name__}")
         check.turn_options(max_retries=max_retries, timeout=timeout, max_tool_rounds=max_tool_rounds)

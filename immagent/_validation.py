@@ -177,3 +177,11 @@ def overrides(values: Mapping[str, object]) -> dict[str, Any]:
             low, high = _NUMERIC_OVERRIDES[key]
             out[key] = number(key, value, low=low, high=high)
     return out
+
+
+def tool_provider(value: object) -> None:
+    """``mcp=`` must be None or offer ``get_all_tools()`` and ``execute()`` (MCPManager does)."""
+    from immagent._advance import ToolProvider
+
+    if value is not None and not isinstance(value, ToolProvider):
+        raise ValidationError("mcp", f"must be an MCPManager or a ToolProvider, not {type(value).__name__}")

@@ -180,5 +180,7 @@ class PersistentAgent(BaseModel):
     async def with_metadata(
         self, metadata: dict[str, Any], *, session: AsyncSession | None = None
     ) -> PersistentAgent:
-        """A child state with ``metadata`` replacing this one's; same history."""
-        return await self._bound()._derive(self, parent_id=self.id, metadata=metadata, session=session)
+        """A child state with ``metadata`` replacing this one's (None means empty); same history."""
+        return await self._bound()._derive(
+            self, parent_id=self.id, metadata={} if metadata is None else metadata, session=session
+        )

@@ -6,9 +6,9 @@ from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tests.conftest import StatementCounter
 
 from immagent import PersistentAgent, Store
+from tests.conftest import StatementCounter
 from tests.support.openai_server import ScriptedOpenAIServer
 from tests.test_advance import row_counts
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import DBAPIError
 
 from immagent import AgentNotFoundError, LLMError, PersistentAgent, Store, ValidationError
 from immagent._ids import uuid7
@@ -291,22 +290,12 @@ async def test_like_metacharacters_in_list_agents_name_match_literally(
 
 
 @pytest.mark.parametrize("reply", ["nul \x00 inside", "lone \ud800 surrogate"], ids=["nul", "surrogate"])
-async def test_a_model_reply_the_database_cannot_store_is_an_llm_error_or_stored_exactly(
-    db_url: str, llm: ScriptedOpenAIServer, tally: Tally, request: pytest.FixtureRequest, reply: str
+async def test_a_model_reply_the_database_cannot_store_is_an_llm_error_and_writes_nothing(
+    db_url: str, llm: ScriptedOpenAIServer, tally: Tally, reply: str
 ) -> None:
-    """A provider's JSON may carry ``\\u0000`` or a lone ``\\ud800``. Either the turn stores the reply
-    exactly (SQLite can hold NUL), or advance raises LLMError and writes nothing; never a raw driver
-    error. Today PostgreSQL raises DBAPIError (NUL, surrogate) and SQLite UnicodeEncodeError (surrogate):
-    see docs/reliability.md, known issues."""
-    backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
-    if (backend, reply[:3]) != ("sqlite", "nul"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                raises=(DBAPIError, UnicodeEncodeError),
-                reason="unstorable model text reaches the database driver",
-            )
-        )
+    """A provider's JSON may carry ``\\u0000`` or a lone ``\\ud800``. PostgreSQL cannot store the
+    first and UTF-8 cannot encode the second, so on every backend the turn fails as a malformed
+    response (LLMError) and writes nothing, instead of a raw driver error at commit."""
     async with await Store.connect(db_url) as store:
         agent = await (await store.create_agent(name="r", system_prompt="p", model="gpt-4o-mini")).advance(
             "1"
@@ -314,13 +303,11 @@ async def test_a_model_reply_the_database_cannot_store_is_an_llm_error_or_stored
         before = await snapshot(store.engine)
         llm.reply(reply)
         tally.add("unstorable model replies tried")
-        try:
-            new = await agent.advance("say something odd", max_retries=0)
-        except LLMError:
-            assert await snapshot(store.engine) == before
-        else:
-            store.clear_cache()
-            assert await (await store.load_agent(new.id)).last_response() == reply
+        with pytest.raises(LLMError, match="malformed response"):
+            await agent.advance("say something odd", max_retries=0)
+        assert await snapshot(store.engine) == before
+        again = await agent.advance("and now?")
+        assert again.parent_id == agent.id
 
 
 def test_the_corpus_covers_every_argument_of_the_public_api() -> None:
