@@ -156,6 +156,8 @@ def _register_cost(model: str) -> None:
                     "max_tokens": 1_000_000,
                     "input_cost_per_token": 0.0,
                     "output_cost_per_token": 0.0,
+                    "cache_creation_input_token_cost": 0.0,
+                    "cache_read_input_token_cost": 0.0,
                 }
             }
         )
