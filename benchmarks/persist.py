@@ -266,11 +266,7 @@ async def run(backend: Backend, settings: Settings) -> dict[str, Any]:
                 base, history = bases[length], histories[length]
                 seconds, _ = await timed(
                     lambda base=base, history=history, i=i: core.advance(
-                        history=history,
-                        system_prompt=SYSTEM_PROMPT,
-                        text=user_text(i),
-                        model=base.model,
-                        settings={},
+                        core.Turn(history, SYSTEM_PROMPT, user_text(i), base.model, {})
                     )
                 )
                 core_s[length].append(seconds)

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from immagent import _llm
@@ -34,8 +34,10 @@ __all__ = [
     "ToolCallFinished",
     "ToolCallStarted",
     "ToolProvider",
+    "Turn",
     "TurnComplete",
     "TurnEvent",
+    "TurnOptions",
     "TurnResult",
     "advance",
     "run_turn",
@@ -49,6 +51,29 @@ class ToolProvider(Protocol):
     def get_all_tools(self) -> list[dict[str, Any]]: ...
 
     async def execute(self, name: str, arguments: str | dict[str, Any] | None) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOptions:
+    """How a turn runs, as the caller asked: tools, retries, timeout, tool rounds, sampling overrides."""
+
+    mcp: ToolProvider | None = None
+    max_retries: int = 3
+    timeout: float = 120.0
+    max_tool_rounds: int = 10
+    overrides: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """Everything the pure core needs for one turn: data in, nothing read from anywhere."""
+
+    history: tuple[Message, ...]
+    system_prompt: str
+    text: str
+    model: str
+    settings: Mapping[str, Any]
+    options: TurnOptions = field(default_factory=TurnOptions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,26 +170,16 @@ async def _run_tool(tools: ToolProvider, call: ToolCall) -> tuple[str, bool]:
         return f"Error: {exc}", True
 
 
-async def run_turn(
-    *,
-    history: Sequence[Message],
-    system_prompt: str,
-    text: str,
-    model: str,
-    settings: Mapping[str, Any],
-    tools: ToolProvider | None = None,
-    max_retries: int = 3,
-    timeout: float = 120.0,
-    max_tool_rounds: int = 10,
-    stream: bool = False,
-) -> AsyncIterator[TurnEvent]:
+async def run_turn(turn: Turn, *, stream: bool = False) -> AsyncIterator[TurnEvent]:
     """One turn as a stream of events, ending with a TurnResult. Raises LLMError when the model fails."""
+    history, options, model, settings = turn.history, turn.options, turn.model, turn.settings
+    tools, timeout, max_retries = options.mcp, options.timeout, options.max_retries
     last = history[-1] if history else None
-    new: list[Message] = [_next(last, role="user", content=text)]
+    new: list[Message] = [_next(last, role="user", content=turn.text)]
     schemas = tools.get_all_tools() if tools is not None else []
     rounds = 0
     while True:
-        request = _chat(system_prompt, history, new)
+        request = _chat(turn.system_prompt, history, new)
         completion: Completion | None = None
         if stream:
             async for event in _llm.stream(
@@ -212,38 +227,18 @@ async def run_turn(
             yield ToolCallFinished(call, result, is_error)
             new.append(_next(new[-1], role="tool", content=result, tool_call_id=call.id))
         rounds += 1
-        if rounds >= max_tool_rounds:
+        if rounds >= options.max_tool_rounds:
             logger.warning(
-                "turn stopped after max_tool_rounds=%d tool rounds; committing what it has", max_tool_rounds
+                "turn stopped after max_tool_rounds=%d tool rounds; committing what it has",
+                options.max_tool_rounds,
             )
             break
     yield TurnResult(tuple(new))
 
 
-async def advance(
-    *,
-    history: Sequence[Message],
-    system_prompt: str,
-    text: str,
-    model: str,
-    settings: Mapping[str, Any],
-    tools: ToolProvider | None = None,
-    max_retries: int = 3,
-    timeout: float = 120.0,
-    max_tool_rounds: int = 10,
-) -> tuple[Message, ...]:
+async def advance(turn: Turn) -> tuple[Message, ...]:
     """One whole turn without streaming: the new messages, user message first."""
-    async for event in run_turn(
-        history=history,
-        system_prompt=system_prompt,
-        text=text,
-        model=model,
-        settings=settings,
-        tools=tools,
-        max_retries=max_retries,
-        timeout=timeout,
-        max_tool_rounds=max_tool_rounds,
-    ):
+    async for event in run_turn(turn):
         if isinstance(event, TurnResult):
             return event.messages
     raise AssertionError("run_turn ended without a result")  # pragma: no cover

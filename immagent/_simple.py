@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from immagent import _advance as core
 from immagent import _validation as check
-from immagent._advance import ToolProvider, TurnComplete, TurnEvent, TurnResult
+from immagent._advance import ToolProvider, Turn, TurnComplete, TurnEvent, TurnOptions, TurnResult
 from immagent._messages import Message
 
 
@@ -50,32 +50,11 @@ class SimpleAgent(BaseModel):
     def _evolve(self, **changes: Any) -> SimpleAgent:
         return self.model_copy(update=changes)
 
-    def _turn(
-        self,
-        text: str,
-        *,
-        mcp: ToolProvider | None,
-        max_retries: int,
-        timeout: float,
-        max_tool_rounds: int,
-        overrides: Mapping[str, object],
-        stream: bool,
-    ) -> AsyncIterator[TurnEvent]:
-        check.text("text", text)
-        check.turn_options(max_retries=max_retries, timeout=timeout, max_tool_rounds=max_tool_rounds)
-        check.tool_provider(mcp)
-        return core.run_turn(
-            history=self.history,
-            system_prompt=self.system_prompt,
-            text=text,
-            model=self.model,
-            settings={**self.model_settings, **check.overrides(overrides)},
-            tools=mcp,
-            max_retries=max_retries,
-            timeout=timeout,
-            max_tool_rounds=max_tool_rounds,
-            stream=stream,
-        )
+    def _turn(self, text: str, options: TurnOptions) -> Turn:
+        """The pure core's input for one turn of this agent (inputs checked first)."""
+        extra = check.turn_request(text, options)
+        settings = {**self.model_settings, **extra}
+        return Turn(self.history, self.system_prompt, text, self.model, settings, options)
 
     async def advance(
         self,
@@ -90,20 +69,10 @@ class SimpleAgent(BaseModel):
         top_p: float | None = None,
     ) -> SimpleAgent:
         """Send ``text`` to the model; the new agent holds the whole turn (tool calls included)."""
-        overrides = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
-        events = self._turn(
-            text,
-            mcp=mcp,
-            max_retries=max_retries,
-            timeout=timeout,
-            max_tool_rounds=max_tool_rounds,
-            overrides=overrides,
-            stream=False,
-        )
-        async for event in events:
-            if isinstance(event, TurnResult):
-                return self._evolve(history=self.history + event.messages)
-        raise AssertionError("turn ended without a result")  # pragma: no cover
+        sampling = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
+        options = TurnOptions(mcp, max_retries, timeout, max_tool_rounds, sampling)
+        new = await core.advance(self._turn(text, options))
+        return self._evolve(history=self.history + new)
 
     async def advance_stream(
         self,
@@ -118,17 +87,9 @@ class SimpleAgent(BaseModel):
         top_p: float | None = None,
     ) -> AsyncIterator[TurnEvent]:
         """Like ``advance``, yielding text deltas and tool events; the last event carries the new agent."""
-        overrides = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
-        events = self._turn(
-            text,
-            mcp=mcp,
-            max_retries=max_retries,
-            timeout=timeout,
-            max_tool_rounds=max_tool_rounds,
-            overrides=overrides,
-            stream=True,
-        )
-        async for event in events:
+        sampling = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
+        options = TurnOptions(mcp, max_retries, timeout, max_tool_rounds, sampling)
+        async for event in core.run_turn(self._turn(text, options), stream=True):
             if isinstance(event, TurnResult):
                 yield TurnComplete(self._evolve(history=self.history + event.messages), event.messages)
             else:

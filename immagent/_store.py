@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from immagent import _advance as core
 from immagent import _validation as check
-from immagent._advance import ToolProvider, TurnComplete, TurnEvent, TurnResult
+from immagent._advance import ToolProvider, Turn, TurnComplete, TurnEvent, TurnOptions, TurnResult
 from immagent._engine import engine_options, prepare_engine
 from immagent._errors import AgentNotFoundError, MessageNotFoundError, SchemaError, ValidationError
 from immagent._ids import as_uuid, content_id, uuid7
@@ -523,24 +523,16 @@ class Store:
         self,
         agent: PersistentAgent,
         text: str,
-        *,
-        max_retries: int,
-        timeout: float,
-        max_tool_rounds: int,
-        overrides: Mapping[str, object],
-        mcp: ToolProvider | None = None,
+        options: TurnOptions,
         session: AsyncSession | None = None,
-    ) -> tuple[tuple[Message, ...], str, dict[str, Any]]:
+    ) -> Turn:
         """Check the inputs, then read what the turn needs (cache first); no connection is kept."""
-        check.text("text", text)
-        check.tool_provider(mcp)
+        extra = check.turn_request(text, options)
         if session is not None and not isinstance(session, AsyncSession):
             raise ValidationError("session", f"must be an AsyncSession, not {type(session).__name__}")
-        check.turn_options(max_retries=max_retries, timeout=timeout, max_tool_rounds=max_tool_rounds)
-        settings = {**agent.model_settings, **check.overrides(overrides)}
         history = await self._history(agent)
         prompt = await self._text(agent.system_prompt_id)
-        return history, prompt, settings
+        return Turn(history, prompt, text, agent.model, {**agent.model_settings, **extra}, options)
 
     async def _commit_turn(
         self,
@@ -561,72 +553,20 @@ class Store:
         self,
         agent: PersistentAgent,
         text: str,
-        *,
-        mcp: ToolProvider | None,
-        max_retries: int,
-        timeout: float,
-        max_tool_rounds: int,
-        overrides: Mapping[str, object],
+        options: TurnOptions,
         session: AsyncSession | None,
     ) -> PersistentAgent:
-        history, prompt, settings = await self._prepare_turn(
-            agent,
-            text,
-            max_retries=max_retries,
-            timeout=timeout,
-            max_tool_rounds=max_tool_rounds,
-            overrides=overrides,
-            mcp=mcp,
-            session=session,
-        )
-        new = await core.advance(
-            history=history,
-            system_prompt=prompt,
-            text=text,
-            model=agent.model,
-            settings=settings,
-            tools=mcp,
-            max_retries=max_retries,
-            timeout=timeout,
-            max_tool_rounds=max_tool_rounds,
-        )
-        return await self._commit_turn(agent, history, new, session)
+        turn = await self._prepare_turn(agent, text, options, session)
+        new = await core.advance(turn)
+        return await self._commit_turn(agent, turn.history, new, session)
 
     async def _advance_stream(
-        self,
-        agent: PersistentAgent,
-        text: str,
-        *,
-        mcp: ToolProvider | None,
-        max_retries: int,
-        timeout: float,
-        max_tool_rounds: int,
-        overrides: Mapping[str, object],
+        self, agent: PersistentAgent, text: str, options: TurnOptions
     ) -> AsyncIterator[TurnEvent]:
-        history, prompt, settings = await self._prepare_turn(
-            agent,
-            text,
-            max_retries=max_retries,
-            timeout=timeout,
-            max_tool_rounds=max_tool_rounds,
-            overrides=overrides,
-            mcp=mcp,
-        )
-        events = core.run_turn(
-            history=history,
-            system_prompt=prompt,
-            text=text,
-            model=agent.model,
-            settings=settings,
-            tools=mcp,
-            max_retries=max_retries,
-            timeout=timeout,
-            max_tool_rounds=max_tool_rounds,
-            stream=True,
-        )
-        async for event in events:
+        turn = await self._prepare_turn(agent, text, options)
+        async for event in core.run_turn(turn, stream=True):
             if isinstance(event, TurnResult):
-                new_agent = await self._commit_turn(agent, history, event.messages, None)
+                new_agent = await self._commit_turn(agent, turn.history, event.messages, None)
                 yield TurnComplete(new_agent, event.messages)
             else:
                 yield event

@@ -9,9 +9,12 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from immagent._errors import ValidationError
+
+if TYPE_CHECKING:
+    from immagent._advance import TurnOptions
 
 #: Keys that carry credentials. They are refused in model_settings because model_settings is stored.
 _SECRET_KEYS = re.compile(
@@ -185,3 +188,13 @@ def tool_provider(value: object) -> None:
 
     if value is not None and not isinstance(value, ToolProvider):
         raise ValidationError("mcp", f"must be an MCPManager or a ToolProvider, not {type(value).__name__}")
+
+
+def turn_request(user_text: object, options: TurnOptions) -> dict[str, Any]:
+    """Everything a turn's caller passed (text and options); returns the per-call sampling overrides."""
+    text("text", user_text)
+    tool_provider(options.mcp)
+    turn_options(
+        max_retries=options.max_retries, timeout=options.timeout, max_tool_rounds=options.max_tool_rounds
+    )
+    return overrides(options.overrides)

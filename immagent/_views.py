@@ -14,6 +14,7 @@ from uuid import UUID
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from immagent._advance import TurnOptions
 from immagent._errors import AgentNotRegisteredError
 from immagent._messages import Message, ToolCall, as_utc
 
@@ -99,16 +100,9 @@ class PersistentAgent(BaseModel):
     ) -> PersistentAgent:
         """Send ``text`` to the model and return the NEW state holding the reply. Nothing is written
         unless the whole turn succeeds; with ``session=`` the rows join the caller's transaction."""
-        return await self._bound()._advance(
-            self,
-            text,
-            mcp=mcp,
-            max_retries=max_retries,
-            timeout=timeout,
-            max_tool_rounds=max_tool_rounds,
-            overrides={"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p},
-            session=session,
-        )
+        sampling = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
+        options = TurnOptions(mcp, max_retries, timeout, max_tool_rounds, sampling)
+        return await self._bound()._advance(self, text, options, session)
 
     def advance_stream(
         self,
@@ -124,15 +118,9 @@ class PersistentAgent(BaseModel):
     ) -> AsyncIterator[TurnEvent]:
         """Like ``advance`` but yields events as they arrive (text deltas, tool calls); the last event
         carries the new state. A consumer that stops early leaves the database unchanged."""
-        return self._bound()._advance_stream(
-            self,
-            text,
-            mcp=mcp,
-            max_retries=max_retries,
-            timeout=timeout,
-            max_tool_rounds=max_tool_rounds,
-            overrides={"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p},
-        )
+        sampling = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
+        options = TurnOptions(mcp, max_retries, timeout, max_tool_rounds, sampling)
+        return self._bound()._advance_stream(self, text, options)
 
     async def messages(self) -> tuple[Message, ...]:
         """This state's whole history, oldest first (one query when not cached)."""
