@@ -73,7 +73,7 @@ class Settings:
             rounds=5,
             turns=40,
             advance_turns=40,
-            bytes_turns=300,
+            bytes_turns=2000,  # page-granular sizes need many turns to average out
             loads=7,
             lineage=1000,
             history=5000,
@@ -107,7 +107,9 @@ class StatementCounter:
     statements: list[str] = field(default_factory=list)
 
     def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.statements.append(statement)
+        # Transaction control (the BEGIN immagent emits itself on SQLite) is not a query.
+        if statement.strip().upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            self.statements.append(statement)
 
     @property
     def count(self) -> int:

@@ -5,6 +5,7 @@ Only engines the store creates are configured here; a shared app engine is used 
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
 from sqlalchemy import event
@@ -12,7 +13,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.util.concurrency import await_
 
 #: How long a writer waits for SQLite's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -34,9 +34,8 @@ def engine_options(url: str, *, max_size: int, recycle: float) -> dict[str, Any]
         "pool_size": max_size,
         "max_overflow": 0,
         "pool_recycle": recycle,
-        # A dead pooled connection (server restart, pg_terminate_backend, a dropped network) is replaced
-        # at checkout instead of failing the caller. prepare_engine() makes the ping one round trip.
-        "pool_pre_ping": True,
+        # No pool_pre_ping (a round trip per checkout): prepare_engine() checks the connection's
+        # socket at checkout instead, which costs one non-blocking poll.
     }
 
 
@@ -48,7 +47,7 @@ def prepare_engine(engine: AsyncEngine) -> None:
     recipe turns that off and emits BEGIN itself, so every unit of work is one transaction.
     """
     if engine.dialect.driver == "asyncpg":
-        _one_round_trip_ping(engine)
+        _discard_dead_connections(engine)
     if engine.dialect.name != "sqlite":
         return
 
@@ -68,23 +67,29 @@ def prepare_engine(engine: AsyncEngine) -> None:
         cursor.close()
 
 
-def _one_round_trip_ping(engine: AsyncEngine) -> None:
-    """Make asyncpg's pre-ping one round trip instead of three.
+def _discard_dead_connections(engine: AsyncEngine) -> None:
+    """Hand out no pooled connection the server has closed, without a round trip.
 
-    SQLAlchemy's asyncpg ping wraps an empty query in BEGIN/ROLLBACK (for pgbouncer's transaction
-    mode). A simple-protocol SELECT 1 is its own transaction there too, so it is enough; and a
-    connection asyncpg already knows to be closed costs no round trip at all.
+    A server that closes a connection (restart, ``pg_terminate_backend``, an idle timeout) sends an
+    error and FIN. asyncpg sets its closed flag once the event loop has read them; if the loop was busy,
+    the bytes already wait in the socket, while an idle, healthy connection has nothing to read. So at
+    checkout a closed flag or a readable socket means "replace it", and the pool opens a fresh one.
+    A silently dropped network path is not seen here: the first statement fails, and SQLAlchemy then
+    replaces every pooled connection.
     """
-    dialect: Any = engine.dialect
 
-    def do_ping(dbapi_connection: Any) -> bool:
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _check(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         driver = dbapi_connection.driver_connection
-        if driver.is_closed():
+        if driver.is_closed() or _has_unread_bytes(driver):
             raise DisconnectionError("the server closed this pooled connection")
-        try:
-            await_(driver.execute("SELECT 1"))
-        except Exception as error:
-            dbapi_connection._handle_exception(error)  # maps it to the DBAPI error SQLAlchemy expects
-        return True
 
-    dialect.do_ping = do_ping
+
+def _has_unread_bytes(driver: Any) -> bool:
+    """True when an idle connection's socket has data or EOF waiting (a non-blocking poll)."""
+    transport = getattr(driver, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    return bool(readable)
