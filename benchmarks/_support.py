@@ -23,6 +23,7 @@ from immagent import Store
 from immagent._ids import uuid7
 from immagent._messages import Message, utcnow
 from immagent._orm import AGENTS, MESSAGES
+from immagent._store import _message_values
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly."
@@ -217,19 +218,8 @@ def turn_messages(head: Message | None, i: int) -> tuple[Message, Message]:
 
 
 def message_values(message: Message, root_id: UUID) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "root_id": root_id,
-        "parent_id": message.parent_id,
-        "depth": message.depth,
-        "role": message.role,
-        "content": message.content,
-        "tool_calls": None,
-        "tool_call_id": None,
-        "input_tokens": message.input_tokens,
-        "output_tokens": message.output_tokens,
-        "created_at": message.created_at,
-    }
+    """The column values the store writes for a message (its own mapping, so the floor writes the same)."""
+    return _message_values(message, root_id)
 
 
 async def agent_with_history(store: Store, length: int, name: str) -> Any:

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, event
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import event
 
 from immagent import Store
-from immagent._orm import AgentRow, MessageRow, TextRow
+from tests.support.db import empty_tables
 from tests.support.postgres import PostgresServer, start_postgres
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.mcp", "pytester"]
@@ -60,21 +59,11 @@ async def migrated_urls(pg_server: PostgresServer, sqlite_dir: Path) -> dict[str
     return urls
 
 
-async def _empty_tables(url: str) -> None:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            for table in (AgentRow.__table__, MessageRow.__table__, TextRow.__table__):
-                await conn.execute(delete(table))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(params=BACKENDS)
 async def db_url(request: pytest.FixtureRequest, migrated_urls: dict[str, str]) -> str:
     """The URL of a migrated, empty database, once per backend."""
     url = migrated_urls[request.param]
-    await _empty_tables(url)
+    await empty_tables(url)
     return url
 
 

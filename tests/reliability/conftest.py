@@ -14,13 +14,11 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from immagent import MCPManager, Store
-from immagent._orm import AgentRow, MessageRow, TextRow
 from immagent.testing import ScriptedModel
 from tests.reliability._support import Tally
+from tests.support.db import empty_tables
 from tests.support.postgres import PostgresServer
 
 WEATHER = Path(__file__).resolve().parents[2] / "examples" / "weather_server.py"
@@ -46,17 +44,6 @@ def scripted() -> Iterator[ScriptedModel]:
         yield model
     finally:
         model.reset()
-
-
-async def empty_tables(url: str) -> None:
-    """Delete every immagent row (children first, as the foreign keys want)."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            for table in (AgentRow.__table__, MessageRow.__table__, TextRow.__table__):
-                await conn.execute(delete(table))
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(scope="session")

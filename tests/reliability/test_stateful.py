@@ -35,8 +35,7 @@ from immagent import PersistentAgent, Store
 from immagent._orm import AgentRow, MessageRow, TextRow
 from immagent.testing import ScriptedModel
 from tests.reliability._support import Tally
-from tests.reliability.conftest import empty_tables
-from tests.support.db import UpdateGuard
+from tests.support.db import UpdateGuard, empty_tables
 
 _T = TypeVar("_T")
 

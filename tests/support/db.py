@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import delete, event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from immagent._orm import AgentRow, MessageRow, TextRow
 
@@ -120,3 +120,14 @@ class UpdateGuard:
     def watch(self, engine: AsyncEngine) -> None:
         """Start checking ``engine`` (until it is disposed)."""
         event.listen(engine.sync_engine, "before_cursor_execute", self)
+
+
+async def empty_tables(url: str) -> None:
+    """Delete every immagent row (children first, as the foreign keys want)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for table in (AgentRow.__table__, MessageRow.__table__, TextRow.__table__):
+                await conn.execute(delete(table))
+    finally:
+        await engine.dispose()
