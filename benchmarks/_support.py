@@ -1,4 +1,5 @@
-"""What every figure shares: settings, timing, statement counting, databases, bulk setup and tables."""
+"""What every figure shares: settings, timing, databases, bulk setup and tables (statement counting is the
+test suite's own ``tests.support.db.counting``)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,13 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import event, insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import insert
 
 from immagent import Store
 from immagent._ids import uuid7
@@ -99,32 +98,6 @@ async def timed(work: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
     started = time.perf_counter()
     result = await work()
     return time.perf_counter() - started, result
-
-
-@dataclass
-class StatementCounter:
-    """Counts the statements an engine runs (``before_cursor_execute``), keeping their text."""
-
-    statements: list[str] = field(default_factory=list)
-
-    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        # Transaction control (the BEGIN immagent emits itself on SQLite) is not a query.
-        if statement.strip().upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
-            self.statements.append(statement)
-
-    @property
-    def count(self) -> int:
-        return len(self.statements)
-
-
-@contextmanager
-def counting(engine: AsyncEngine) -> Iterator[StatementCounter]:
-    counter = StatementCounter()
-    event.listen(engine.sync_engine, "before_cursor_execute", counter)
-    try:
-        yield counter
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", counter)
 
 
 def verdict(ok: bool | None) -> str:

@@ -17,7 +17,6 @@ from benchmarks._support import (
     Backend,
     Settings,
     agent_with_history,
-    counting,
     lineage_of,
     median,
     migrated_store,
@@ -25,6 +24,7 @@ from benchmarks._support import (
     timed,
     verdict,
 )
+from tests.support.db import counting
 
 HISTORY_SQL = """
 WITH RECURSIVE h AS (

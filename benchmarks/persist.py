@@ -32,7 +32,6 @@ from benchmarks._support import (
     Backend,
     Settings,
     agent_with_history,
-    counting,
     median,
     message_values,
     migrated_store,
@@ -47,6 +46,7 @@ from immagent._ids import uuid7
 from immagent._messages import Message, utcnow
 from immagent._store import Store
 from immagent.testing import ScriptedModel
+from tests.support.db import counting
 
 TABLES = ("immagent_texts", "immagent_messages", "immagent_agents")
 MESSAGE_COLUMNS = (

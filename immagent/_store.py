@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from immagent import _advance as core
 from immagent import _validation as check
-from immagent._advance import ToolProvider, Turn, TurnComplete, TurnEvent, TurnOptions, TurnResult
+from immagent._advance import Turn, TurnComplete, TurnEvent, TurnOptions, TurnResult
 from immagent._engine import engine_options, prepare_engine
 from immagent._errors import AgentNotFoundError, MessageNotFoundError, SchemaError, ValidationError
 from immagent._ids import as_uuid, content_id, uuid7
@@ -40,7 +40,7 @@ from immagent._sql import insert_ignore
 from immagent._urls import database_url
 from immagent._views import PersistentAgent, SystemPrompt
 
-__all__ = ["Store", "ToolProvider"]
+__all__ = ["Store"]
 
 logger = logging.getLogger("immagent")
 
@@ -223,8 +223,7 @@ class Store:
     async def _write(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
         """One transaction of our own, committed at the end; or the caller's session, flushed but not
         committed, so the caller's transaction decides."""
-        if session is not None and not isinstance(session, AsyncSession):
-            raise ValidationError("session", f"must be an AsyncSession, not {type(session).__name__}")
+        _check_session(session)
         await self._require_schema()
         try:
             if session is not None:
@@ -528,8 +527,7 @@ class Store:
     ) -> Turn:
         """Check the inputs, then read what the turn needs (cache first); no connection is kept."""
         extra = check.turn_request(text, options)
-        if session is not None and not isinstance(session, AsyncSession):
-            raise ValidationError("session", f"must be an AsyncSession, not {type(session).__name__}")
+        _check_session(session)
         history = await self._history(agent)
         prompt = await self._text(agent.system_prompt_id)
         return Turn(history, prompt, text, agent.model, {**agent.model_settings, **extra}, options)
@@ -638,6 +636,12 @@ class Store:
             if rows:
                 await s.execute(insert_ignore(s, AGENTS), rows)
         return await self.load_agents(a.id for a in agents)
+
+
+def _check_session(session: object) -> None:
+    """``session=`` must be None or the caller's AsyncSession (checked before the model is called)."""
+    if session is not None and not isinstance(session, AsyncSession):
+        raise ValidationError("session", f"must be an AsyncSession, not {type(session).__name__}")
 
 
 async def _deleted(session: AsyncSession, statement: Any, key: Any) -> int:

@@ -21,8 +21,8 @@ from immagent._messages import Message, ToolCall, as_utc
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from immagent._advance import TurnEvent
-    from immagent._store import Store, ToolProvider
+    from immagent._advance import ToolProvider, TurnEvent
+    from immagent._store import Store
 
 __all__ = ["Message", "PersistentAgent", "SystemPrompt", "ToolCall"]
 

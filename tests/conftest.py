@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from immagent import Store
-from tests.support.db import empty_tables
+from tests.support.db import StatementCounter, counting, empty_tables
 from tests.support.postgres import PostgresServer, start_postgres
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.mcp", "pytester"]
@@ -95,34 +93,11 @@ async def fresh_db_url(
         pg_server.drop_database(url)
 
 
-class StatementCounter:
-    """Counts SQL statements on an engine (through its events), optionally keeping their text."""
-
-    def __init__(self) -> None:
-        self.statements: list[str] = []
-
-    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        # Transaction control (the BEGIN immagent emits itself on SQLite) is not a query.
-        if statement.strip().upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
-            self.statements.append(statement)
-
-    @property
-    def count(self) -> int:
-        return len(self.statements)
-
-    def matching(self, word: str) -> list[str]:
-        return [s for s in self.statements if word.lower() in s.lower()]
-
-
 @pytest.fixture
 def count_statements(store: Store) -> Iterator[StatementCounter]:
     """Every statement the store's engine runs from now on, readable by the test."""
-    counter = StatementCounter()
-    event.listen(store.engine.sync_engine, "before_cursor_execute", counter)
-    try:
+    with counting(store.engine) as counter:
         yield counter
-    finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", counter)
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,7 @@ import pytest
 from sqlalchemy import event
 
 from immagent import LLMError, Message, PersistentAgent, Store
-from tests.conftest import StatementCounter
-from tests.support.db import row_counts, snapshot  # noqa: F401 - row_counts: other test modules import it from here
+from tests.support.db import StatementCounter, snapshot
 from tests.support.openai_server import ScriptedOpenAIServer
 
 MODEL = "gpt-4o-mini"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from immagent import AgentNotFoundError, Store
+from tests.support.db import row_counts, snapshot
 from tests.support.openai_server import ScriptedOpenAIServer
-from tests.test_advance import row_counts, snapshot
 
 MODEL = "gpt-4o-mini"
 

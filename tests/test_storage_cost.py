@@ -8,9 +8,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from immagent import PersistentAgent, Store
-from tests.conftest import StatementCounter
+from tests.support.db import StatementCounter, row_counts
 from tests.support.openai_server import ScriptedOpenAIServer
-from tests.test_advance import row_counts
 
 MODEL = "gpt-4o-mini"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, event, func, select
@@ -131,3 +132,33 @@ async def empty_tables(url: str) -> None:
                 await conn.execute(delete(table))
     finally:
         await engine.dispose()
+
+
+@dataclass
+class StatementCounter:
+    """The SQL statements an engine runs (``before_cursor_execute``), transaction control left out
+    (the BEGIN immagent emits itself on SQLite is not a query)."""
+
+    statements: list[str] = field(default_factory=list)
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.strip().upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            self.statements.append(statement)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def matching(self, word: str) -> list[str]:
+        return [s for s in self.statements if word.lower() in s.lower()]
+
+
+@contextmanager
+def counting(engine: AsyncEngine) -> Iterator[StatementCounter]:
+    """Count the statements ``engine`` runs inside the ``with`` block."""
+    counter = StatementCounter()
+    event.listen(engine.sync_engine, "before_cursor_execute", counter)
+    try:
+        yield counter
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", counter)
