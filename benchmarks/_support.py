@@ -22,7 +22,7 @@ from immagent import Store
 from immagent._ids import uuid7
 from immagent._messages import Message, utcnow
 from immagent._orm import AGENTS, MESSAGES
-from immagent._store import _message_values
+from immagent._store._rows import message_values as _message_values
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly."

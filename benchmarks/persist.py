@@ -6,7 +6,7 @@ machine's drift hits all of them alike):
 - ``advance``: ``agent.advance()`` with the scripted model, i.e. the whole turn, LiteLLM included;
 - ``model``: the pure core alone (``_advance.advance``: building the request, LiteLLM, parsing), which is
   what a turn pays to LiteLLM and would pay with any store;
-- ``persist``: the store's write of one turn (``Store._commit_turn``: two messages and the new agent row
+- ``persist``: the store's write of one turn (``_turns.commit``: two messages and the new agent row
   in one transaction, plus everything the store does around it), against the ``floor``: the same rows,
   with the same values and types, written by the raw driver in one transaction (asyncpg: BEGIN, one
   two-row INSERT, one INSERT, COMMIT; sqlite3 with the store's pragmas likewise).
@@ -44,7 +44,7 @@ from benchmarks._support import (
 from immagent import _advance as core
 from immagent._ids import uuid7
 from immagent._messages import Message, utcnow
-from immagent._store import Store
+from immagent._store import Store, _turns
 from immagent.testing import ScriptedModel
 from tests.support.db import counting
 
@@ -251,8 +251,8 @@ async def run(backend: Backend, settings: Settings) -> dict[str, Any]:
         # Warm every path once (LiteLLM's first call, prepared statements, pool).
         for length in settings.lengths:
             await bases[length].advance(user_text(0))
-            await store._commit_turn(
-                bases[length], histories[length], turn_messages(histories[length][-1], 0), None
+            await _turns.commit(
+                store, bases[length], histories[length], turn_messages(histories[length][-1], 0), None
             )
             for floor in floors:
                 await floor.turn(bases[length], turn_messages(histories[length][-1], 0))
@@ -287,8 +287,8 @@ async def run(backend: Backend, settings: Settings) -> dict[str, Any]:
                     base, history = bases[length], histories[length]
                     new = turn_messages(history[-1], i)
                     seconds, _ = await timed(
-                        lambda base=base, history=history, new=new: store._commit_turn(
-                            base, history, new, None
+                        lambda base=base, history=history, new=new: _turns.commit(
+                            store, base, history, new, None
                         )
                     )
                     persist[length].append(seconds)
@@ -310,8 +310,8 @@ async def run(backend: Backend, settings: Settings) -> dict[str, Any]:
         statements: dict[int, int] = {}
         for length in settings.lengths:
             with counting(store.engine) as counter:
-                await store._commit_turn(
-                    bases[length], histories[length], turn_messages(histories[length][-1], 1), None
+                await _turns.commit(
+                    store, bases[length], histories[length], turn_messages(histories[length][-1], 1), None
                 )
             statements[length] = counter.count
 
@@ -355,7 +355,7 @@ async def run(backend: Backend, settings: Settings) -> dict[str, Any]:
                 before = await relation_bytes(store)
                 for i in range(settings.bytes_turns):
                     new = turn_messages(history[-1] if history else None, i)
-                    agent = await store._commit_turn(agent, history, new, None)
+                    agent = await _turns.commit(store, agent, history, new, None)
                     history = history + new
                 after = await relation_bytes(store)
                 figure2["rows"].append(

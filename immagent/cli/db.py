@@ -129,7 +129,7 @@ def check(url: str | None) -> None:
 
     found, drift = _with_store(url, work)
     if found != HEAD_REVISION:
-        from immagent._store import _schema_error
+        from immagent._store._database import schema_error as _schema_error
 
         raise _schema_error(found)
     if drift:

@@ -1,0 +1,222 @@
+"""Agent states: create, load, list, and what a bound view reads (history, lineage, children, prompt)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from sqlalchemy import func, insert, literal, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from immagent import _validation as check
+from immagent._errors import AgentNotFoundError, MessageNotFoundError, ValidationError
+from immagent._ids import as_uuid, content_id, uuid7
+from immagent._messages import Message, utcnow
+from immagent._orm import AGENTS, MESSAGES, TEXTS, AgentRow, TextRow
+from immagent._sql import insert_ignore
+from immagent._store._rows import agent_view, derived_agent, message_view
+from immagent._views import PersistentAgent
+
+if TYPE_CHECKING:
+    from immagent._store._store import Store
+
+
+def bind(
+    store: Store, view: PersistentAgent, history: tuple[Message, ...] | None = None, *, cache: bool = True
+) -> PersistentAgent:
+    """Attach ``store`` (and, when known, the history) to a view and cache it. A state written in a
+    caller's session (``cache=False``) is not cached: that transaction may still roll back."""
+    existing = store._cache.agents.get(view.id)
+    if existing is not None:
+        view = existing
+    else:
+        view._store = store
+        if cache:
+            store._cache.agents[view.id] = view
+    if history is not None:
+        store._cache.share_history(view, history)
+    return view
+
+
+async def create(
+    store: Store,
+    *,
+    name: str,
+    system_prompt: str,
+    model: str,
+    metadata: Mapping[str, Any] | None,
+    model_settings: Mapping[str, Any] | None,
+    session: AsyncSession | None,
+) -> PersistentAgent:
+    check.text("name", name, max_length=255)
+    check.text("system_prompt", system_prompt)
+    check.text("model", model, max_length=255)
+    meta = check.json_object("metadata", metadata)
+    settings = check.model_settings(model_settings)
+    prompt_id = content_id(system_prompt)
+    agent_id = uuid7()
+    now = utcnow()
+    row = {
+        "id": agent_id,
+        "root_id": agent_id,
+        "parent_id": None,
+        "name": name,
+        "system_prompt_id": prompt_id,
+        "head_id": None,
+        "model": model,
+        "metadata_": meta,
+        "model_settings": settings,
+        "created_at": now,
+    }
+    async with store._db.write(session) as s:
+        await s.execute(
+            insert_ignore(s, TEXTS),
+            [{"id": prompt_id, "content": system_prompt, "created_at": now}],
+        )
+        await s.execute(insert(AgentRow), [row])
+    store._cache.remember_text(prompt_id, system_prompt)
+    return bind(store, agent_view(row), (), cache=session is None)
+
+
+async def load(store: Store, agent_id: UUID | str) -> PersistentAgent:
+    key = as_uuid(agent_id, "agent_id")
+    cached = store._cache.agents.get(key)
+    if cached is not None:
+        return cached
+    async with store._db.read() as s:
+        row = (await s.execute(select(AgentRow).where(AgentRow.id == key))).scalar_one_or_none()
+    if row is None:
+        raise AgentNotFoundError(key)
+    return bind(store, agent_view(row))
+
+
+async def load_many(store: Store, agent_ids: Iterable[UUID | str]) -> tuple[PersistentAgent, ...]:
+    if isinstance(agent_ids, str | bytes) or not isinstance(agent_ids, Iterable):
+        raise ValidationError("agent_ids", f"must be an iterable of ids, not {type(agent_ids).__name__}")
+    keys = [as_uuid(i, "agent_ids") for i in agent_ids]
+    cached = store._cache.agents
+    found: dict[UUID, PersistentAgent] = {k: v for k in keys if (v := cached.get(k)) is not None}
+    missing = [k for k in dict.fromkeys(keys) if k not in found]
+    if missing:
+        async with store._db.read() as s:
+            rows = (await s.execute(select(AgentRow).where(AgentRow.id.in_(missing)))).scalars()
+            for row in rows:
+                found[row.id] = bind(store, agent_view(row))
+    for key in keys:
+        if key not in found:
+            raise AgentNotFoundError(key)
+    return tuple(found[k] for k in keys)
+
+
+async def listing(store: Store, *, limit: int, offset: int, name: str | None) -> tuple[PersistentAgent, ...]:
+    check.positive_int("limit", limit, minimum=0)
+    check.positive_int("offset", offset, minimum=0)
+    stmt = select(AgentRow).order_by(AgentRow.created_at.desc(), AgentRow.id.desc())
+    if name is not None:
+        check.text("name", name, allow_empty=True)
+        stmt = stmt.where(AgentRow.name.icontains(name, autoescape=True))
+    async with store._db.read() as s:
+        rows = (await s.execute(stmt.limit(limit).offset(offset))).scalars().all()
+    return tuple(bind(store, agent_view(r)) for r in rows)
+
+
+async def count(store: Store, *, name: str | None) -> int:
+    stmt = select(func.count()).select_from(AgentRow)
+    if name is not None:
+        check.text("name", name, allow_empty=True)
+        stmt = stmt.where(AgentRow.name.icontains(name, autoescape=True))
+    async with store._db.read() as s:
+        return int((await s.execute(stmt)).scalar_one())
+
+
+async def find_by_name(store: Store, name: str) -> tuple[PersistentAgent, ...]:
+    check.text("name", name, allow_empty=True)
+    stmt = (
+        select(AgentRow).where(AgentRow.name == name).order_by(AgentRow.created_at.desc(), AgentRow.id.desc())
+    )
+    async with store._db.read() as s:
+        rows = (await s.execute(stmt)).scalars().all()
+    return tuple(bind(store, agent_view(r)) for r in rows)
+
+
+# ---------------------------------------------------------------------- what a bound view reads
+
+
+async def history(store: Store, agent: PersistentAgent) -> tuple[Message, ...]:
+    """The history of a state: cached, or one recursive query from its head to the root."""
+    known = store._cache.history_of(agent)
+    if known is None:
+        assert agent.head_id is not None  # an empty history is always known
+        known = await _read_history(store, agent.head_id)
+    store._cache.share_history(agent, known)
+    return known
+
+
+async def _read_history(store: Store, head_id: UUID) -> tuple[Message, ...]:
+    table = MESSAGES
+    walk = select(table).where(table.c.id == head_id).cte("immagent_history", recursive=True)
+    parent = table.alias("parent")
+    walk = walk.union_all(select(parent).join(walk, parent.c.id == walk.c.parent_id))
+    async with store._db.read() as s:
+        rows = (await s.execute(select(walk).order_by(walk.c.depth))).all()
+    if not rows:
+        raise MessageNotFoundError(head_id, f"history head {head_id} not found (removed by gc?)")
+    return tuple(message_view(r) for r in rows)
+
+
+async def lineage(store: Store, agent: PersistentAgent) -> tuple[PersistentAgent, ...]:
+    """Root first, in one recursive query; stops at a deleted ancestor."""
+    table = AGENTS
+    walk = (
+        select(table, literal(0).label("generation"))
+        .where(table.c.id == agent.id)
+        .cte("immagent_lineage", recursive=True)
+    )
+    parent = table.alias("parent")
+    walk = walk.union_all(
+        select(parent, (walk.c.generation + 1).label("generation")).join(
+            walk, parent.c.id == walk.c.parent_id
+        )
+    )
+    async with store._db.read() as s:
+        rows = (await s.execute(select(walk).order_by(walk.c.generation.desc()))).all()
+    if not rows:
+        raise AgentNotFoundError(agent.id)
+    return tuple(bind(store, agent_view(r)) for r in rows)
+
+
+async def children(store: Store, agent: PersistentAgent) -> tuple[PersistentAgent, ...]:
+    stmt = select(AgentRow).where(AgentRow.parent_id == agent.id).order_by(AgentRow.created_at, AgentRow.id)
+    async with store._db.read() as s:
+        rows = (await s.execute(stmt)).scalars().all()
+    return tuple(bind(store, agent_view(r)) for r in rows)
+
+
+async def text(store: Store, text_id: UUID) -> str:
+    """A stored text by id (content-addressed, so a cached copy is always right)."""
+    cached = store._cache.text(text_id)
+    if cached is not None:
+        return cached
+    async with store._db.read() as s:
+        content = (await s.execute(select(TextRow.content).where(TextRow.id == text_id))).scalar_one_or_none()
+    if content is None:
+        raise MessageNotFoundError(text_id, f"system prompt {text_id} not found")
+    store._cache.remember_text(text_id, content)
+    return content
+
+
+async def derive(
+    store: Store,
+    agent: PersistentAgent,
+    *,
+    parent_id: UUID | None,
+    metadata: Mapping[str, Any] | None = None,
+    session: AsyncSession | None = None,
+) -> PersistentAgent:
+    """A new state with the same history (no message written): a clone or a metadata change."""
+    meta = agent.metadata if metadata is None else check.json_object("metadata", metadata)
+    row = derived_agent(agent, parent_id=parent_id, head_id=agent.head_id, metadata=meta)
+    async with store._db.write(session) as s:
+        await s.execute(insert(AgentRow), [row])
+    return bind(store, agent_view(row), store._cache.history_of(agent), cache=session is None)
