@@ -19,6 +19,7 @@ from uuid import UUID
 from sqlalchemy import insert
 
 from immagent import Store
+from immagent._constants import DEFAULT_TENANT
 from immagent._ids import uuid7
 from immagent._messages import Message, utcnow
 from immagent._orm import AGENTS, MESSAGES
@@ -191,8 +192,9 @@ def turn_messages(head: Message | None, i: int) -> tuple[Message, Message]:
 
 
 def message_values(message: Message, root_id: UUID) -> dict[str, Any]:
-    """The column values the store writes for a message (its own mapping, so the floor writes the same)."""
-    return _message_values(message, root_id)
+    """The column values the store writes for a message of the default tenant (its own mapping, so the
+    floor writes the same)."""
+    return _message_values(message, root_id, DEFAULT_TENANT)
 
 
 async def agent_with_history(store: Store, length: int, name: str) -> Any:

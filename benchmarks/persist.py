@@ -50,12 +50,14 @@ from tests.support.db import counting
 
 TABLES = ("immagent_texts", "immagent_messages", "immagent_agents")
 MESSAGE_COLUMNS = (
-    "id, root_id, parent_id, depth, role, content, tool_calls, tool_call_id, input_tokens, output_tokens, "
-    "created_at"
+    "id, tenant, root_id, parent_id, depth, role, content, tool_calls, tool_call_id, input_tokens, "
+    "output_tokens, created_at"
 )
 AGENT_COLUMNS = (
-    "id, root_id, parent_id, name, system_prompt_id, head_id, model, metadata, model_settings, created_at"
+    "id, tenant, root_id, parent_id, name, system_prompt_id, head_id, model, metadata, model_settings, "
+    "created_at"
 )
+N_MESSAGE, N_AGENT = MESSAGE_COLUMNS.count(",") + 1, AGENT_COLUMNS.count(",") + 1
 PERSIST_RATIO_TARGET = 1.5
 FLATNESS_TARGET = 1.15
 BYTES_FLATNESS_TARGET = 0.10
@@ -65,6 +67,7 @@ def _agent_values(base: Any, head: Message) -> dict[str, Any]:
     """The agent row a turn writes, as ``Store._agent_row`` builds it."""
     return {
         "id": uuid7(),
+        "tenant": base.tenant,
         "root_id": base.root_id,
         "parent_id": base.id,
         "name": base.name,
@@ -88,14 +91,14 @@ class PostgresFloor:
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn: Any = None
-        placeholders = ", ".join(f"${i}" for i in range(1, 12))
-        second = ", ".join(f"${i}" for i in range(12, 23))
+        placeholders = ", ".join(f"${i}" for i in range(1, N_MESSAGE + 1))
+        second = ", ".join(f"${i}" for i in range(N_MESSAGE + 1, 2 * N_MESSAGE + 1))
         self.messages_sql = (
             f"INSERT INTO immagent_messages ({MESSAGE_COLUMNS}) VALUES ({placeholders}), ({second})"
         )
         self.agent_sql = (
             f"INSERT INTO immagent_agents ({AGENT_COLUMNS}) VALUES "
-            f"({', '.join(f'${i}' for i in range(1, 11))})"
+            f"({', '.join(f'${i}' for i in range(1, N_AGENT + 1))})"
         )
 
     async def open(self) -> None:
@@ -145,9 +148,9 @@ class SqliteFloor:
     def __init__(self, url: str) -> None:
         self.path = make_url(url).database
         self.conn: sqlite3.Connection | None = None
-        row = ", ".join("?" * 11)
+        row = ", ".join("?" * N_MESSAGE)
         self.messages_sql = f"INSERT INTO immagent_messages ({MESSAGE_COLUMNS}) VALUES ({row}), ({row})"
-        self.agent_sql = f"INSERT INTO immagent_agents ({AGENT_COLUMNS}) VALUES ({', '.join('?' * 10)})"
+        self.agent_sql = f"INSERT INTO immagent_agents ({AGENT_COLUMNS}) VALUES ({', '.join('?' * N_AGENT)})"
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

@@ -13,11 +13,14 @@ from immagent._errors import (
     AgentNotFoundError,
     AgentNotRegisteredError,
     AssetNotFoundError,
+    ConflictError,
     ImmAgentError,
     ImmutabilityError,
     LLMError,
     MessageNotFoundError,
     SchemaError,
+    ThreadExistsError,
+    ThreadNotFoundError,
     ToolExecutionError,
     ValidationError,
 )
@@ -28,7 +31,8 @@ if TYPE_CHECKING:
     from immagent._messages import Message, ToolCall
     from immagent._simple import SimpleAgent
     from immagent._store import Store
-    from immagent._views import PersistentAgent, SystemPrompt
+    from immagent._store._paging import Page
+    from immagent._views import PersistentAgent, SystemPrompt, Thread, ThreadMove
 
 __version__ = "0.2.0"
 
@@ -36,6 +40,7 @@ __all__ = [
     "AgentNotFoundError",
     "AgentNotRegisteredError",
     "AssetNotFoundError",
+    "ConflictError",
     "ImmAgentError",
     "ImmutabilityError",
     "LLMError",
@@ -43,12 +48,17 @@ __all__ = [
     "Message",
     "MessageNotFoundError",
     "Model",
+    "Page",
     "PersistentAgent",
     "SchemaError",
     "SimpleAgent",
     "Store",
     "SystemPrompt",
     "TextDelta",
+    "Thread",
+    "ThreadExistsError",
+    "ThreadMove",
+    "ThreadNotFoundError",
     "ToolCall",
     "ToolCallFinished",
     "ToolCallStarted",
@@ -64,6 +74,9 @@ _LAZY = {
     "ToolCall": "immagent._messages",
     "PersistentAgent": "immagent._views",
     "SystemPrompt": "immagent._views",
+    "Thread": "immagent._views",
+    "ThreadMove": "immagent._views",
+    "Page": "immagent._store._paging",
     "SimpleAgent": "immagent._simple",
     "Store": "immagent._store",
     "TextDelta": "immagent._advance",

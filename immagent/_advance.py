@@ -101,10 +101,12 @@ class TurnResult:
 
 @dataclass(frozen=True, slots=True)
 class TurnComplete:
-    """The last event of ``advance_stream``: the new agent state (PersistentAgent or SimpleAgent)."""
+    """The last event of ``advance_stream``: the new agent state (PersistentAgent or SimpleAgent), and
+    for ``Thread.advance_stream`` the moved thread."""
 
     agent: Any
     messages: tuple[Message, ...]
+    thread: Any = None
 
 
 TurnEvent = TextDelta | ToolCallStarted | ToolCallFinished | TurnResult | TurnComplete

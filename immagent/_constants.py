@@ -1,4 +1,4 @@
-"""Model name constants (plain strings: any LiteLLM model name works too)."""
+"""Constants: model names (plain strings: any LiteLLM model name works too) and the default tenant."""
 
 from __future__ import annotations
 
@@ -16,3 +16,7 @@ class Model:
     GEMINI_2_FLASH = "gemini/gemini-2.0-flash"
     #: The offline scripted model from ``immagent.testing`` (no network, no key).
     SCRIPTED = "immagent/scripted"
+
+
+#: The tenant of every row written by a store nobody scoped (and of rows written before tenants existed).
+DEFAULT_TENANT = "default"

@@ -3,8 +3,11 @@
 ImmAgentError
 ├── ValidationError (also ValueError)   a bad argument; carries the field name; nothing was written
 ├── AssetNotFoundError (also LookupError)
-│   ├── AgentNotFoundError
-│   └── MessageNotFoundError
+│   ├── AgentNotFoundError              also: a state of another tenant (no hint that it exists)
+│   ├── MessageNotFoundError
+│   └── ThreadNotFoundError             no thread with this key in this tenant
+├── ConflictError                       a thread moved meanwhile; ``current`` says where it is now
+│   └── ThreadExistsError               create_thread with a key already taken in the tenant
 ├── AgentNotRegisteredError             a view used without a store (e.g. built by hand)
 ├── ImmutabilityError                   an attempt to UPDATE an immagent row
 ├── LLMError                            the model call failed (after retries)
@@ -14,7 +17,11 @@ ImmAgentError
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from immagent._views import Thread
 
 
 class ImmAgentError(Exception):
@@ -48,6 +55,29 @@ class MessageNotFoundError(AssetNotFoundError):
     def __init__(self, message_id: UUID | str, message: str | None = None) -> None:
         self.message_id = message_id
         super().__init__(message or f"message {message_id} not found")
+
+
+class ThreadNotFoundError(AssetNotFoundError):
+    """No thread with this key exists in this tenant (or it was deleted)."""
+
+    def __init__(self, key: str, message: str | None = None) -> None:
+        self.key = key
+        super().__init__(message or f"thread {key!r} not found")
+
+
+class ConflictError(ImmAgentError):
+    """Another writer moved the thread first; nothing was written. ``current`` is the thread as it is
+    now (None when it is gone): reload, look, and retry from there if that is still what you want."""
+
+    def __init__(self, key: str, message: str, *, expected: int | None = None, current: Any = None) -> None:
+        self.key = key
+        self.expected = expected
+        self.current: Thread | None = current
+        super().__init__(message)
+
+
+class ThreadExistsError(ConflictError):
+    """``create_thread`` with a key that this tenant already has; ``current`` is that thread."""
 
 
 class AgentNotRegisteredError(ImmAgentError):

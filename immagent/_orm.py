@@ -1,9 +1,13 @@
 """Declarative, insert-only ORM models. These rows never leave the store: callers see Pydantic views.
 
-Which rows may ever change: none. A turn INSERTs messages and one agent; nothing is UPDATEd, ever (the
-``before_update`` hook below refuses it in the ORM, and the migrations install triggers so the database
-refuses it too). DELETE happens only through ``Store.delete()`` (one agent row) and ``Store.gc()``
-(messages and texts that no remaining agent reaches).
+Which rows may ever change: none. A turn INSERTs messages and one agent; a thread moves by INSERTing a
+log entry; nothing is UPDATEd, ever (the ``before_update`` hook below refuses it in the ORM, and the
+migrations install triggers so the database refuses it too). DELETE happens only through
+``Store.delete()`` (one agent row), ``Store.delete_thread()`` (one thread and its log), ``Store.gc()``
+(messages and texts that no remaining agent reaches) and erasure (``erase_tenant``, ``erase_tree``).
+
+Every agent, message and thread belongs to a tenant (``tenant``, ``"default"`` unless a scoped store
+wrote it); texts are content-addressed and shared, reached only through a tenant's own agents.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from sqlalchemy import (
     JSON,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -25,9 +30,11 @@ from sqlalchemy import (
     Uuid,
     event,
 )
+from sqlalchemy.dialects.mysql import VARCHAR as MYSQL_VARCHAR
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
 
+from immagent._constants import DEFAULT_TENANT
 from immagent._errors import ImmutabilityError
 
 #: Constraint names are deterministic so Alembic migrations can name what they create and drop.
@@ -42,6 +49,15 @@ NAMING_CONVENTION = {
 #: JSON everywhere, JSONB on PostgreSQL (smaller, indexable); Python None is SQL NULL, not JSON 'null'.
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 Timestamp = DateTime(timezone=True)
+
+
+def exact_string(length: int) -> String:
+    """A VARCHAR compared byte for byte everywhere: MySQL's default collations ignore case and trailing
+    spaces, which would make the keys ``"a"``, ``"A"`` and ``"a "`` one key."""
+    return String(length).with_variant(MYSQL_VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb")
+
+
+TenantType = exact_string(64)
 
 
 class Base(DeclarativeBase):
@@ -69,7 +85,8 @@ class MessageRow(Base):
     __tablename__ = "immagent_messages"
 
     id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
-    root_id: Mapped[UUID] = mapped_column(Uuid, index=True)
+    tenant: Mapped[str] = mapped_column(TenantType, server_default=DEFAULT_TENANT)
+    root_id: Mapped[UUID] = mapped_column(Uuid)
     parent_id: Mapped[UUID | None] = mapped_column(Uuid, ForeignKey("immagent_messages.id"), index=True)
     depth: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(16))
@@ -80,6 +97,9 @@ class MessageRow(Base):
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
+    # Erasure finds a tenant's or a tree's messages through this index (a tree lives in one tenant).
+    __table_args__ = (Index("ix_immagent_messages_tenant_root_id", "tenant", "root_id"),)
+
 
 class AgentRow(Base):
     """One agent state. ``parent_id`` is an indexed reference, not a foreign key: deleting a state must
@@ -89,6 +109,7 @@ class AgentRow(Base):
     __tablename__ = "immagent_agents"
 
     id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    tenant: Mapped[str] = mapped_column(TenantType, server_default=DEFAULT_TENANT)
     root_id: Mapped[UUID] = mapped_column(Uuid, index=True)
     parent_id: Mapped[UUID | None] = mapped_column(Uuid, index=True)
     name: Mapped[str] = mapped_column(String(255), index=True)
@@ -100,14 +121,55 @@ class AgentRow(Base):
     model_settings: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
-    __table_args__ = (Index("ix_immagent_agents_created_at_id", "created_at", "id"),)
+    # Keyset listing, newest first, within a tenant.
+    __table_args__ = (Index("ix_immagent_agents_tenant_created_at_id", "tenant", "created_at", "id"),)
+
+
+class ThreadRow(Base):
+    """A thread: a key, unique within its tenant, naming one conversation. The row itself never changes;
+    where the thread points is the newest entry of its log (``ThreadMoveRow``)."""
+
+    __tablename__ = "immagent_threads"
+
+    tenant: Mapped[str] = mapped_column(TenantType, primary_key=True)
+    key: Mapped[str] = mapped_column(exact_string(255), primary_key=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("ix_immagent_threads_tenant_created_at_key", "tenant", "created_at", "key"),)
+
+
+class ThreadMoveRow(Base):
+    """One move of a thread (git's reflog): position 0 is its creation, each move appends position + 1.
+    The primary key (tenant, key, position) is what makes concurrent moves safe: two writers that
+    expect the same position both try to insert the next one, and the database lets exactly one win.
+    ``agent_id`` is a foreign key, so a state a thread ever pointed at cannot be deleted under it."""
+
+    __tablename__ = "immagent_thread_moves"
+
+    tenant: Mapped[str] = mapped_column(TenantType, primary_key=True)
+    key: Mapped[str] = mapped_column(exact_string(255), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    agent_id: Mapped[UUID] = mapped_column(Uuid, ForeignKey("immagent_agents.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant", "key"],
+            ["immagent_threads.tenant", "immagent_threads.key"],
+            name="fk_immagent_thread_moves_thread_immagent_threads",
+        ),
+    )
 
 
 #: The Core tables, typed, for the few statements written in Core (recursive CTEs, bulk deletes).
 TEXTS = cast(Table, TextRow.__table__)
 MESSAGES = cast(Table, MessageRow.__table__)
 AGENTS = cast(Table, AgentRow.__table__)
-TABLES = (TEXTS, MESSAGES, AGENTS)
+THREADS = cast(Table, ThreadRow.__table__)
+THREAD_MOVES = cast(Table, ThreadMoveRow.__table__)
+TABLES = (TEXTS, MESSAGES, AGENTS, THREADS, THREAD_MOVES)
 
 
 @event.listens_for(Base, "before_update", propagate=True)

@@ -20,3 +20,14 @@ def insert_ignore(session: AsyncSession, table: Table) -> Any:
 
         return sqlite_insert(table).on_conflict_do_nothing(index_elements=["id"])
     return insert(table).prefix_with("IGNORE")
+
+
+def violation(exc: BaseException) -> str | None:
+    """Which constraint an IntegrityError broke, from the driver's message (the same on every backend):
+    ``"unique"`` (a primary or unique key), ``"foreign_key"``, or None when it is neither."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    if "foreign key" in text:
+        return "foreign_key"
+    if "unique" in text or "duplicate" in text:
+        return "unique"
+    return None

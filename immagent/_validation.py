@@ -45,6 +45,26 @@ def text(field: str, value: object, *, allow_empty: bool = False, max_length: in
     return value
 
 
+def identifier(field: str, value: object, *, max_length: int) -> str:
+    """A tenant or thread key: :func:`text`, without leading or trailing whitespace (MySQL would compare
+    ``"a"`` and ``"a "`` equal, and a key that differs only by spaces is a mistake everywhere)."""
+    text(field, value, max_length=max_length)
+    assert isinstance(value, str)
+    if value != value.strip():
+        raise ValidationError(field, "must not start or end with whitespace")
+    return value
+
+
+def tenant(value: object) -> str:
+    """A tenant name: 1 to 64 characters, no NUL, no surrounding whitespace."""
+    return identifier("tenant", value, max_length=64)
+
+
+def thread_key(value: object) -> str:
+    """A thread key: 1 to 255 characters, no NUL, no surrounding whitespace."""
+    return identifier("key", value, max_length=255)
+
+
 def json_object(field: str, value: object) -> dict[str, Any]:
     """A dict that survives a JSON round trip unchanged in meaning (str keys, finite numbers, no NUL)."""
     if value is None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from immagent._advance import TurnOptions
+from immagent._constants import DEFAULT_TENANT
 from immagent._errors import AgentNotRegisteredError
 from immagent._messages import Message, ToolCall, as_utc
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from immagent._advance import ToolProvider, TurnEvent
     from immagent._store import Store
 
-__all__ = ["Message", "PersistentAgent", "SystemPrompt", "ToolCall"]
+__all__ = ["Message", "PersistentAgent", "SystemPrompt", "Thread", "ThreadMove", "ToolCall"]
 
 
 class SystemPrompt(BaseModel):
@@ -46,6 +47,7 @@ class PersistentAgent(BaseModel):
     )
 
     id: UUID
+    tenant: str = Field(default=DEFAULT_TENANT, description="The tenant this state belongs to.")
     root_id: UUID
     parent_id: UUID | None
     name: str
@@ -172,3 +174,116 @@ class PersistentAgent(BaseModel):
         return await self._bound()._derive(
             self, parent_id=self.id, metadata={} if metadata is None else metadata, session=session
         )
+
+
+class ThreadMove(BaseModel):
+    """One entry of a thread's log: from ``created_at`` on, the thread pointed at ``agent_id``."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    tenant: str
+    key: str
+    position: int = Field(description="0 for the thread's creation, then one more per move.")
+    agent_id: UUID
+    kind: Literal["create", "advance", "move"]
+    created_at: datetime
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+
+class Thread(BaseModel):
+    """A thread as it was when read: a key (unique in its tenant) pointing at one state, at one position
+    of its log. The thread itself moves (``advance``, ``move``); this view does not: each move returns a
+    new view, and a move from a stale view raises ConflictError instead of overwriting a newer one."""
+
+    model_config = ConfigDict(
+        frozen=True, from_attributes=True, populate_by_name=True, json_schema_mode_override="serialization"
+    )
+
+    tenant: str
+    key: str
+    agent_id: UUID = Field(description="The state the thread points at (its head).")
+    position: int = Field(description="Position of that move in the thread's log (0 at creation).")
+    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+    created_at: datetime
+    moved_at: datetime = Field(description="When the thread was moved to its head.")
+
+    _store: Store | None = PrivateAttr(default=None)
+    _head: Any = PrivateAttr(default=None)  # the head's view when known, kept alive with this view
+
+    @field_validator("created_at", "moved_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every field is equal; the store binding does not count."""
+        if not isinstance(other, Thread):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash((self.tenant, self.key, self.position))
+
+    def _bound(self) -> Store:
+        if self._store is None:
+            raise AgentNotRegisteredError(
+                f"thread {self.key!r} is not bound to a store; load it with store.load_thread(key)"
+            )
+        return self._store
+
+    async def head(self) -> PersistentAgent:
+        """The state this thread points at (from the cache when it is there)."""
+        return await self._bound()._threads_head(self)
+
+    async def log(self) -> tuple[ThreadMove, ...]:
+        """Every move of this thread, oldest first (one query); later moves than this view's included."""
+        return await self._bound()._threads_log(self)
+
+    async def advance(
+        self,
+        text: str,
+        *,
+        mcp: ToolProvider | None = None,
+        max_retries: int = 3,
+        timeout: float = 120.0,
+        max_tool_rounds: int = 10,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        session: AsyncSession | None = None,
+    ) -> Thread:
+        """Advance the head with ``text`` and move the thread to the new state, in ONE transaction with
+        the turn's messages and the new state. ConflictError (nothing written) when another writer moved
+        the thread since this view was read; with ``session=`` the caller's transaction decides."""
+        sampling = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
+        options = TurnOptions(mcp, max_retries, timeout, max_tool_rounds, sampling)
+        return await self._bound()._threads_advance(self, text, options, session)
+
+    def advance_stream(
+        self,
+        text: str,
+        *,
+        mcp: ToolProvider | None = None,
+        max_retries: int = 3,
+        timeout: float = 120.0,
+        max_tool_rounds: int = 10,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+    ) -> AsyncIterator[TurnEvent]:
+        """Like ``advance`` but yields events as they arrive; the last event (TurnComplete) carries the
+        new state and, as ``thread``, the moved thread. A consumer that stops early writes nothing."""
+        sampling = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
+        options = TurnOptions(mcp, max_retries, timeout, max_tool_rounds, sampling)
+        return self._bound()._threads_advance_stream(self, text, options)
+
+    async def move(
+        self, agent: PersistentAgent | UUID | str, *, session: AsyncSession | None = None
+    ) -> Thread:
+        """Point the thread at any state of its tenant (undo, switch branch, restore); ConflictError when
+        another writer moved it since this view was read, AgentNotFoundError for a state it cannot see."""
+        return await self._bound()._threads_move(self, agent, session)

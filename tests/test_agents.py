@@ -132,6 +132,7 @@ async def test_a_view_serialises_to_a_plain_payload_without_store_plumbing(store
     payload = agent.model_dump(mode="json")
     assert set(payload) == {
         "id",
+        "tenant",
         "root_id",
         "parent_id",
         "name",

@@ -162,7 +162,7 @@ async def test_import_states_returns_bound_states_and_is_idempotent(
     before = await snapshot(store.engine)
     assert await store.import_states(agents, messages, prompts) == states
     assert await snapshot(store.engine) == before
-    assert await store.stats() == {"agents": 5, "messages": 10, "texts": 1}
+    assert await store.stats() == {"agents": 5, "messages": 10, "texts": 1, "threads": 0, "thread_moves": 0}
 
 
 @pytest.mark.parametrize(

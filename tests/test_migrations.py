@@ -7,11 +7,27 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    event,
+    insert,
+)
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from immagent import AgentNotFoundError, SchemaError, Store
+from immagent._ids import content_id, uuid7
+from immagent._messages import utcnow
 from immagent._migrations import HEAD_REVISION, VERSION_TABLE, drift_sync
 from immagent.testing import ScriptedModel
 from tests.support.schema import REPO, execute, immagent_cli, read, rows, run, schema
@@ -27,6 +43,7 @@ _COLUMNS = {
     "immagent_texts": [("id", "uuid", False), ("content", "TEXT", False), ("created_at", "time", False)],
     "immagent_messages": [
         ("id", "uuid", False),
+        ("tenant", "VARCHAR(64)", False),
         ("root_id", "uuid", False),
         ("parent_id", "uuid", True),
         ("depth", "INTEGER", False),
@@ -40,6 +57,7 @@ _COLUMNS = {
     ],
     "immagent_agents": [
         ("id", "uuid", False),
+        ("tenant", "VARCHAR(64)", False),
         ("root_id", "uuid", False),
         ("parent_id", "uuid", True),
         ("name", "VARCHAR(255)", False),
@@ -50,7 +68,25 @@ _COLUMNS = {
         ("model_settings", "json", False),
         ("created_at", "time", False),
     ],
+    "immagent_threads": [
+        ("tenant", "VARCHAR(64)", False),
+        ("key", "VARCHAR(255)", False),
+        ("metadata", "json", False),
+        ("created_at", "time", False),
+    ],
+    "immagent_thread_moves": [
+        ("tenant", "VARCHAR(64)", False),
+        ("key", "VARCHAR(255)", False),
+        ("position", "INTEGER", False),
+        ("agent_id", "uuid", False),
+        ("kind", "VARCHAR(16)", False),
+        ("created_at", "time", False),
+    ],
     VERSION_TABLE: [("version_num", "VARCHAR(32)", False)],
+}
+_PRIMARY_KEYS = {
+    "immagent_threads": ("tenant", "key"),
+    "immagent_thread_moves": ("tenant", "key", "position"),
 }
 
 
@@ -60,7 +96,7 @@ def expected_schema(backend: str) -> dict[str, Any]:
     tables: dict[str, Any] = {
         name: {
             "columns": {col: (types.get(kind, kind), nullable) for col, kind, nullable in columns},
-            "primary_key": (f"pk_{name}", ("id",)),
+            "primary_key": (f"pk_{name}", _PRIMARY_KEYS.get(name, ("id",))),
             "foreign_keys": [],
             "indexes": [],
         }
@@ -72,7 +108,7 @@ def expected_schema(backend: str) -> dict[str, Any]:
     ]
     tables["immagent_messages"]["indexes"] = [
         ("ix_immagent_messages_parent_id", ("parent_id",), False),
-        ("ix_immagent_messages_root_id", ("root_id",), False),
+        ("ix_immagent_messages_tenant_root_id", ("tenant", "root_id"), False),
     ]
     tables["immagent_agents"]["foreign_keys"] = [
         ("fk_immagent_agents_head_id_immagent_messages", ("head_id",), "immagent_messages", ("id",)),
@@ -84,18 +120,29 @@ def expected_schema(backend: str) -> dict[str, Any]:
         ),
     ]
     tables["immagent_agents"]["indexes"] = [
-        ("ix_immagent_agents_created_at_id", ("created_at", "id"), False),
         ("ix_immagent_agents_head_id", ("head_id",), False),
         ("ix_immagent_agents_name", ("name",), False),
         ("ix_immagent_agents_parent_id", ("parent_id",), False),
         ("ix_immagent_agents_root_id", ("root_id",), False),
         ("ix_immagent_agents_system_prompt_id", ("system_prompt_id",), False),
+        ("ix_immagent_agents_tenant_created_at_id", ("tenant", "created_at", "id"), False),
     ]
+    tables["immagent_threads"]["indexes"] = [
+        ("ix_immagent_threads_tenant_created_at_key", ("tenant", "created_at", "key"), False)
+    ]
+    tables["immagent_thread_moves"]["foreign_keys"] = [
+        ("fk_immagent_thread_moves_agent_id_immagent_agents", ("agent_id",), "immagent_agents", ("id",)),
+        (
+            "fk_immagent_thread_moves_thread_immagent_threads",
+            ("tenant", "key"),
+            "immagent_threads",
+            ("tenant", "key"),
+        ),
+    ]
+    tables["immagent_thread_moves"]["indexes"] = [("ix_immagent_thread_moves_agent_id", ("agent_id",), False)]
     return {
         "tables": dict(sorted(tables.items())),
-        "triggers": sorted(
-            f"{t}_no_update" for t in ("immagent_agents", "immagent_messages", "immagent_texts")
-        ),
+        "triggers": sorted(f"{t}_no_update" for t in _COLUMNS if t != VERSION_TABLE),
         "functions": ["immagent_refuse_update"] if backend == "postgresql" else [],
     }
 
@@ -192,27 +239,120 @@ async def test_the_models_and_the_migrations_agree_and_check_reports_drift(fresh
     assert "remove_index" in drifted.stderr and "ix_immagent_agents_model" in drifted.stderr
 
 
+async def write_0001_rows(url: str) -> dict[str, Any]:
+    """Rows as immagent 0.2.0 (revision 0001) wrote them, inserted with that revision's columns: a prompt,
+    a root, two turns, a clone of the second state, and an unrelated root."""
+    prompt, root, other = content_id("be brief"), uuid7(), uuid7()
+    texts = [{"id": prompt, "content": "be brief", "created_at": utcnow()}]
+    messages, head = [], None
+    for depth, (role, content) in enumerate(
+        [("user", "hi"), ("assistant", "hello"), ("user", "more"), ("assistant", "ok")]
+    ):
+        message = {"id": uuid7(), "root_id": root, "parent_id": head, "depth": depth, "role": role,
+                   "content": content, "tool_calls": None, "tool_call_id": None, "input_tokens": depth,
+                   "output_tokens": None, "created_at": utcnow()}  # fmt: skip
+        messages.append(message)
+        head = message["id"]
+
+    def agent(id_: UUID, root_id: UUID, parent: UUID | None, head_id: UUID | None) -> dict[str, Any]:
+        return {"id": id_, "root_id": root_id, "parent_id": parent, "name": "old", "system_prompt_id": prompt,
+                "head_id": head_id, "model": "m", "metadata": {"k": 1}, "model_settings": {},
+                "created_at": utcnow()}  # fmt: skip
+
+    first, second = uuid7(), uuid7()
+    agents = [
+        agent(root, root, None, None),
+        agent(first, root, root, messages[1]["id"]),
+        agent(second, root, first, messages[3]["id"]),
+        agent(uuid7(), root, first, messages[3]["id"]),
+        agent(other, other, None, None),
+    ]
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for name, values in (("texts", texts), ("messages", messages), ("agents", agents)):
+                await conn.execute(insert(_TABLES_0001[f"immagent_{name}"]), values)
+    finally:
+        await engine.dispose()
+    return {"second": second, "root": root, "messages": messages}
+
+
+def _tables_0001() -> dict[str, Table]:
+    """Revision 0001's columns, written out (not reflected: SQLite would report UUIDs as CHAR)."""
+    metadata, uuid, time, json = MetaData(), Uuid(), DateTime(timezone=True), JSON(none_as_null=True)
+    text_cols = [Column("id", uuid), Column("content", Text), Column("created_at", time)]
+    message_cols = [Column(n, uuid) for n in ("id", "root_id", "parent_id")] + [
+        Column("depth", Integer), Column("role", String(16)), Column("content", Text),
+        Column("tool_calls", json), Column("tool_call_id", String(255)), Column("input_tokens", Integer),
+        Column("output_tokens", Integer), Column("created_at", time),
+    ]  # fmt: skip
+    agent_cols = [Column(n, uuid) for n in ("id", "root_id", "parent_id")] + [
+        Column("name", String(255)), Column("system_prompt_id", uuid), Column("head_id", uuid),
+        Column("model", String(255)), Column("metadata", json), Column("model_settings", json),
+        Column("created_at", time),
+    ]  # fmt: skip
+    return {
+        "immagent_texts": Table("immagent_texts", metadata, *text_cols),
+        "immagent_messages": Table("immagent_messages", metadata, *message_cols),
+        "immagent_agents": Table("immagent_agents", metadata, *agent_cols),
+    }
+
+
+_TABLES_0001 = _tables_0001()
+
+
 @BACKENDS
-async def test_an_upgrade_of_a_database_holding_agents_keeps_every_row(fresh_db_url: str) -> None:
+async def test_an_upgrade_from_0001_keeps_every_row_and_every_history(fresh_db_url: str) -> None:
+    async with await Store.connect(fresh_db_url) as store:
+        await store.migrate("0001")
+    written = await write_0001_rows(fresh_db_url)
+    before = await read(fresh_db_url, rows)
+    async with await Store.connect(fresh_db_url) as store:  # at 0001 the store refuses, naming the fix
+        with pytest.raises(SchemaError, match=r"revision 0001, behind .*`immagent db upgrade`"):
+            await store.count_agents()
+
+    upgraded = await immagent_cli("db", "upgrade", "--url", fresh_db_url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    after = await read(fresh_db_url, rows)
+    assert after["immagent_texts"] == before["immagent_texts"]
+    for table in ("immagent_agents", "immagent_messages"):  # every row kept, now in the default tenant
+        assert after[table] == sorted(((*r, "default") for r in before[table]), key=repr)
+    assert after["immagent_threads"] == after["immagent_thread_moves"] == []
+
+    async with await Store.connect(fresh_db_url) as store:
+        assert await store.count_agents() == 5
+        state = await store.load_agent(written["second"])
+        assert state.tenant == "default"
+        assert [m.content for m in await state.messages()] == ["hi", "hello", "more", "ok"]
+        assert (await state.lineage())[0].id == written["root"]
+        thread = await store.create_thread("old-conversation", state)
+        assert (await thread.head()).id == state.id
+        assert await store.tenant("acme").count_agents() == 0
+
+
+@BACKENDS
+async def test_a_downgrade_to_0001_keeps_agents_and_messages_and_drops_threads(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as store:
         await store.migrate()
         await populate(store)
         latest = (await store.list_agents(limit=1))[0]
-    before = await read(fresh_db_url, rows)
-    assert {name: len(r) for name, r in before.items()} == {
-        "immagent_agents": 6,
-        "immagent_messages": 4,
-        "immagent_texts": 1,
-        VERSION_TABLE: 1,
-    }
-
-    upgraded = await immagent_cli("db", "upgrade", "--url", fresh_db_url)
-    assert upgraded.returncode == 0, upgraded.stderr
-    assert await read(fresh_db_url, rows) == before
+        await store.create_thread("t", latest)
+        at_head = await read(fresh_db_url, rows)
+        await store._downgrade("0001")
+        assert await store.schema_revision() == "0001"
+    at_0001 = await read(fresh_db_url, rows)
+    assert "immagent_threads" not in at_0001 and "immagent_thread_moves" not in at_0001
+    for table in ("immagent_agents", "immagent_messages"):  # the same rows, without the tenant column
+        assert at_0001[table] == sorted((r[:-1] for r in at_head[table]), key=repr)
+    at_0001_schema = await read(fresh_db_url, schema)
+    assert sorted(at_0001_schema["triggers"]) == sorted(
+        f"{t}_no_update" for t in ("immagent_agents", "immagent_messages", "immagent_texts")
+    )
     async with await Store.connect(fresh_db_url) as store:
+        await store.migrate()
+        assert await read(fresh_db_url, schema) == expected_schema(backend_of(fresh_db_url))
         assert await store.count_agents() == 6
-        again = await store.load_agent(latest.id)
-        assert again == latest
+        assert (await store.load_agent(latest.id)).head_id == latest.head_id
 
 
 # ----------------------------------------------------------------------------- the ways to run them
@@ -229,7 +369,8 @@ async def test_the_cli_upgrades_downgrades_and_reports_the_revision(fresh_db_url
     current = await immagent_cli("db", "current", "--url", fresh_db_url)
     assert current.stdout.strip() == f"{HEAD_REVISION} (head)"
     history = await immagent_cli("db", "history", "--url", fresh_db_url)
-    assert history.stdout.splitlines()[0].startswith(f"<base> -> {HEAD_REVISION} (head, current): Initial")
+    assert history.stdout.splitlines()[0].startswith(f"0001 -> {HEAD_REVISION} (head, current): Threads")
+    assert history.stdout.splitlines()[-1].startswith("<base> -> 0001: Initial")
 
     down = await immagent_cli("db", "downgrade", "base", "--url", fresh_db_url)
     assert down.returncode == 0, down.stderr
@@ -248,7 +389,7 @@ async def test_alembic_runs_the_migrations_from_a_checkout(fresh_db_url: str) ->
         cwd=REPO, env={"IMMAGENT_DATABASE_URL": fresh_db_url},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert f"Running upgrade  -> {HEAD_REVISION}" in result.stderr  # alembic.ini's logging is used
+    assert f"Running upgrade 0001 -> {HEAD_REVISION}" in result.stderr  # alembic.ini's logging is used
     assert await read(fresh_db_url, schema) == expected_schema(backend_of(fresh_db_url))
 
 
@@ -258,7 +399,9 @@ async def test_offline_sql_prints_the_ddl_without_touching_a_database(tmp_path: 
     assert lite.returncode == 0, lite.stderr
     assert "CREATE TABLE immagent_texts" in lite.stdout
     assert "CREATE TRIGGER immagent_agents_no_update" in lite.stdout
-    assert f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ('{HEAD_REVISION}')" in lite.stdout
+    assert f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ('0001')" in lite.stdout
+    assert f"SET version_num='{HEAD_REVISION}'" in lite.stdout
+    assert "CREATE TRIGGER immagent_thread_moves_no_update" in lite.stdout
     assert not missing.exists()
 
     # Nothing listens on port 1: the PostgreSQL DDL is rendered without any connection.

@@ -114,7 +114,8 @@ def test_the_wheel_carries_the_migrations_and_installs_quickly(installed: Instal
     assert {
         "immagent/migrations/env.py",
         "immagent/migrations/script.py.mako",
-        f"immagent/migrations/versions/{HEAD_REVISION}_initial.py",
+        "immagent/migrations/versions/0001_initial.py",
+        "immagent/migrations/versions/0002_threads_tenants.py",
         "immagent/_migrations.py",
         "immagent/cli/db.py",
     } <= names

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import Select, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from immagent import _validation as check
@@ -15,11 +15,20 @@ from immagent._ids import as_uuid, content_id, uuid7
 from immagent._messages import Message, utcnow
 from immagent._orm import AGENTS, MESSAGES, TEXTS, AgentRow, TextRow
 from immagent._sql import insert_ignore
+from immagent._store._paging import Page, after_cursor, decode_cursor, encode_cursor, page_of
 from immagent._store._rows import agent_view, derived_agent, message_view
 from immagent._views import PersistentAgent
 
 if TYPE_CHECKING:
     from immagent._store._store import Store
+
+_CURSOR = "agents"
+
+
+def cached(store: Store, key: UUID) -> PersistentAgent | None:
+    """A cached state of this store's tenant (the cache is shared by every tenant's store)."""
+    view = store._cache.agents.get(key)
+    return view if view is not None and view.tenant == store.tenant_name else None
 
 
 def bind(
@@ -59,6 +68,7 @@ async def create(
     now = utcnow()
     row = {
         "id": agent_id,
+        "tenant": store.tenant_name,
         "root_id": agent_id,
         "parent_id": None,
         "name": name,
@@ -81,11 +91,12 @@ async def create(
 
 async def load(store: Store, agent_id: UUID | str) -> PersistentAgent:
     key = as_uuid(agent_id, "agent_id")
-    cached = store._cache.agents.get(key)
-    if cached is not None:
-        return cached
+    known = cached(store, key)
+    if known is not None:
+        return known
+    stmt = select(AgentRow).where(AgentRow.id == key, AgentRow.tenant == store.tenant_name)
     async with store._db.read() as s:
-        row = (await s.execute(select(AgentRow).where(AgentRow.id == key))).scalar_one_or_none()
+        row = (await s.execute(stmt)).scalar_one_or_none()
     if row is None:
         raise AgentNotFoundError(key)
     return bind(store, agent_view(row))
@@ -95,12 +106,12 @@ async def load_many(store: Store, agent_ids: Iterable[UUID | str]) -> tuple[Pers
     if isinstance(agent_ids, str | bytes) or not isinstance(agent_ids, Iterable):
         raise ValidationError("agent_ids", f"must be an iterable of ids, not {type(agent_ids).__name__}")
     keys = [as_uuid(i, "agent_ids") for i in agent_ids]
-    cached = store._cache.agents
-    found: dict[UUID, PersistentAgent] = {k: v for k in keys if (v := cached.get(k)) is not None}
+    found: dict[UUID, PersistentAgent] = {k: v for k in keys if (v := cached(store, k)) is not None}
     missing = [k for k in dict.fromkeys(keys) if k not in found]
     if missing:
+        stmt = select(AgentRow).where(AgentRow.id.in_(missing), AgentRow.tenant == store.tenant_name)
         async with store._db.read() as s:
-            rows = (await s.execute(select(AgentRow).where(AgentRow.id.in_(missing)))).scalars()
+            rows = (await s.execute(stmt)).scalars()
             for row in rows:
                 found[row.id] = bind(store, agent_view(row))
     for key in keys:
@@ -109,23 +120,34 @@ async def load_many(store: Store, agent_ids: Iterable[UUID | str]) -> tuple[Pers
     return tuple(found[k] for k in keys)
 
 
-async def listing(store: Store, *, limit: int, offset: int, name: str | None) -> tuple[PersistentAgent, ...]:
-    check.positive_int("limit", limit, minimum=0)
-    check.positive_int("offset", offset, minimum=0)
-    stmt = select(AgentRow).order_by(AgentRow.created_at.desc(), AgentRow.id.desc())
+def _named(store: Store, stmt: Select[Any], name: str | None) -> Select[Any]:
+    """``stmt`` limited to this store's tenant and, when given, names holding ``name`` (any case)."""
+    stmt = stmt.where(AgentRow.tenant == store.tenant_name)
     if name is not None:
         check.text("name", name, allow_empty=True)
         stmt = stmt.where(AgentRow.name.icontains(name, autoescape=True))
+    return stmt
+
+
+async def listing(
+    store: Store, *, limit: int, offset: int, name: str | None, after: str | None
+) -> Page[PersistentAgent]:
+    check.positive_int("limit", limit, minimum=0)
+    check.positive_int("offset", offset, minimum=0)
+    stmt = _named(store, select(AgentRow), name).order_by(AgentRow.created_at.desc(), AgentRow.id.desc())
+    if after is not None:
+        if offset:
+            raise ValidationError("offset", "pass either after= (keyset) or offset=, not both")
+        at, last = decode_cursor(_CURSOR, after)
+        stmt = stmt.where(after_cursor(AgentRow.created_at, AgentRow.id, at, as_uuid(last, "after")))
     async with store._db.read() as s:
-        rows = (await s.execute(stmt.limit(limit).offset(offset))).scalars().all()
-    return tuple(bind(store, agent_view(r)) for r in rows)
+        rows = (await s.execute(stmt.limit(limit + 1).offset(offset))).scalars().all()
+    views = [bind(store, agent_view(r)) for r in rows]
+    return page_of(views, limit, lambda v: encode_cursor(_CURSOR, v.created_at, str(v.id)))
 
 
 async def count(store: Store, *, name: str | None) -> int:
-    stmt = select(func.count()).select_from(AgentRow)
-    if name is not None:
-        check.text("name", name, allow_empty=True)
-        stmt = stmt.where(AgentRow.name.icontains(name, autoescape=True))
+    stmt = _named(store, select(func.count()).select_from(AgentRow), name)
     async with store._db.read() as s:
         return int((await s.execute(stmt)).scalar_one())
 
@@ -133,7 +155,9 @@ async def count(store: Store, *, name: str | None) -> int:
 async def find_by_name(store: Store, name: str) -> tuple[PersistentAgent, ...]:
     check.text("name", name, allow_empty=True)
     stmt = (
-        select(AgentRow).where(AgentRow.name == name).order_by(AgentRow.created_at.desc(), AgentRow.id.desc())
+        select(AgentRow)
+        .where(AgentRow.name == name, AgentRow.tenant == store.tenant_name)
+        .order_by(AgentRow.created_at.desc(), AgentRow.id.desc())
     )
     async with store._db.read() as s:
         rows = (await s.execute(stmt)).scalars().all()
@@ -187,7 +211,11 @@ async def lineage(store: Store, agent: PersistentAgent) -> tuple[PersistentAgent
 
 
 async def children(store: Store, agent: PersistentAgent) -> tuple[PersistentAgent, ...]:
-    stmt = select(AgentRow).where(AgentRow.parent_id == agent.id).order_by(AgentRow.created_at, AgentRow.id)
+    stmt = (
+        select(AgentRow)
+        .where(AgentRow.parent_id == agent.id, AgentRow.tenant == agent.tenant)
+        .order_by(AgentRow.created_at, AgentRow.id)
+    )
     async with store._db.read() as s:
         rows = (await s.execute(stmt)).scalars().all()
     return tuple(bind(store, agent_view(r)) for r in rows)

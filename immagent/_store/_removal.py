@@ -1,53 +1,139 @@
-"""The only paths that remove rows: ``delete`` (one state) and ``gc`` (what no remaining state reaches)."""
+"""The only paths that remove rows: ``delete`` (one state), ``gc`` (what no remaining state reaches),
+and erasure (``erase_tenant``, ``erase_tree``: every row of that scope, for a person who asks to be
+forgotten). Thread deletion lives with the threads. Nothing here ever rewrites a row that stays."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy import delete as delete_
-from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from immagent._errors import AgentNotFoundError
+from immagent import _validation as check
+from immagent._errors import AgentNotFoundError, ValidationError
 from immagent._ids import as_uuid
-from immagent._orm import AGENTS, MESSAGES, TEXTS, AgentRow
+from immagent._orm import AGENTS, MESSAGES, TEXTS, THREAD_MOVES, THREADS
+from immagent._sql import violation
 from immagent._views import PersistentAgent
 
 if TYPE_CHECKING:
     from immagent._store._store import Store
 
+#: The kinds erasure counts, in the order it removes them (what points at a row goes first).
+ERASED_KINDS = ("thread_moves", "threads", "agents", "messages", "texts")
+
 
 async def delete(store: Store, agent: PersistentAgent | UUID | str) -> None:
     key = agent.id if isinstance(agent, PersistentAgent) else as_uuid(agent, "agent")
-    async with store._db.write() as s:
-        result = await s.execute(delete_(AgentRow).where(AgentRow.id == key))
+    try:
+        async with store._db.write() as s:
+            try:
+                result = await s.execute(
+                    delete_(AGENTS).where(AGENTS.c.id == key, AGENTS.c.tenant == store.tenant_name)
+                )
+            except IntegrityError as exc:
+                if violation(exc) == "foreign_key":  # only a thread's log refers to a state
+                    raise _InUse from exc
+                raise
+    except _InUse as exc:
+        used_by = await _rows(
+            store, select(THREAD_MOVES.c.key).where(THREAD_MOVES.c.agent_id == key).limit(1)
+        )
+        thread = repr(used_by[0][0]) if used_by else "a thread"
+        raise ValidationError(
+            "agent", f"thread {thread} points at this state (now or in its log): delete_thread() first"
+        ) from exc.__cause__
     if getattr(result, "rowcount", 1) == 0:
         raise AgentNotFoundError(key)
     store._cache.agents.pop(key, None)
 
 
+class _InUse(Exception):
+    """The state to delete is in a thread's log (the foreign key refused the DELETE)."""
+
+
 async def gc(store: Store) -> dict[str, int]:
-    messages, agents, texts = MESSAGES, AGENTS, TEXTS
+    """Messages no remaining state reaches (of this store's tenant when it is scoped), and texts no
+    state uses."""
     reach = (
-        select(agents.c.head_id.label("id"))
-        .where(agents.c.head_id.is_not(None))
+        select(AGENTS.c.head_id.label("id"))
+        .where(AGENTS.c.head_id.is_not(None))
         .cte("immagent_reach", recursive=True)
     )
     reach = reach.union(
-        select(messages.c.parent_id)
-        .join(reach, messages.c.id == reach.c.id)
-        .where(messages.c.parent_id.is_not(None))
+        select(MESSAGES.c.parent_id)
+        .join(reach, MESSAGES.c.id == reach.c.id)
+        .where(MESSAGES.c.parent_id.is_not(None))
     )
+    unreached: ColumnElement[bool] = MESSAGES.c.id.not_in(select(reach.c.id))
+    if store.scoped:
+        unreached = and_(MESSAGES.c.tenant == store.tenant_name, unreached)
     async with store._db.write() as s:
-        gone_messages = await deleted(
-            s, delete_(messages).where(messages.c.id.not_in(select(reach.c.id))), messages.c.id
-        )
-        gone_texts = await deleted(
-            s, delete_(texts).where(texts.c.id.not_in(select(agents.c.system_prompt_id))), texts.c.id
-        )
+        gone_messages = await deleted(s, delete_(MESSAGES).where(unreached), MESSAGES.c.id)
+        gone_texts = await _unused_texts(s, None)
     store._cache.forget_texts()
     return {"messages": gone_messages, "texts": gone_texts}
+
+
+async def erase_tenant(store: Store, tenant: str) -> dict[str, int]:
+    check.tenant(tenant)
+    if store.scoped and tenant != store.tenant_name:
+        raise ValidationError("tenant", f"a store scoped to {store.tenant_name!r} can erase only that tenant")
+    return await _erase(store, AGENTS.c.tenant == tenant, MESSAGES.c.tenant == tenant, tenant=tenant)
+
+
+async def erase_tree(store: Store, root: PersistentAgent | UUID | str) -> dict[str, int]:
+    root_id = root.root_id if isinstance(root, PersistentAgent) else as_uuid(root, "root_id")
+    tenant = store.tenant_name
+    agents = and_(AGENTS.c.root_id == root_id, AGENTS.c.tenant == tenant)
+    messages = and_(MESSAGES.c.tenant == tenant, MESSAGES.c.root_id == root_id)
+    return await _erase(store, agents, messages, tenant=None)
+
+
+async def _erase(
+    store: Store, agents: ColumnElement[bool], messages: ColumnElement[bool], *, tenant: str | None
+) -> dict[str, int]:
+    """Remove, in one transaction, the agents and messages matched, every thread of ``tenant`` (or, for
+    a tree, every thread that ever pointed at one of its states: its log would hold erased states), and
+    the prompts no remaining state uses."""
+    async with store._db.write() as s:
+        if tenant is not None:
+            threads, moves = THREADS.c.tenant == tenant, THREAD_MOVES.c.tenant == tenant
+        else:
+            touched = select(THREAD_MOVES.c.key).where(
+                THREAD_MOVES.c.tenant == store.tenant_name,
+                THREAD_MOVES.c.agent_id.in_(select(AGENTS.c.id).where(agents)),
+            )
+            keys = list((await s.execute(touched.distinct())).scalars())
+            threads = and_(THREADS.c.tenant == store.tenant_name, THREADS.c.key.in_(keys))
+            moves = and_(THREAD_MOVES.c.tenant == store.tenant_name, THREAD_MOVES.c.key.in_(keys))
+        prompts = list(
+            (await s.execute(select(AGENTS.c.system_prompt_id).where(agents).distinct())).scalars()
+        )
+        counts = {
+            "thread_moves": await deleted(s, delete_(THREAD_MOVES).where(moves), THREAD_MOVES.c.key),
+            "threads": await deleted(s, delete_(THREADS).where(threads), THREADS.c.key),
+            "agents": await deleted(s, delete_(AGENTS).where(agents), AGENTS.c.id),
+            "messages": await deleted(s, delete_(MESSAGES).where(messages), MESSAGES.c.id),
+            "texts": await _unused_texts(s, prompts) if prompts else 0,
+        }
+    store._cache.clear()
+    return counts
+
+
+async def _rows(store: Store, stmt: Any) -> list[Any]:
+    async with store._db.read() as s:
+        return list((await s.execute(stmt)).all())
+
+
+async def _unused_texts(session: AsyncSession, among: list[UUID] | None) -> int:
+    """Delete texts no state uses: all of them (gc), or only those ``among`` (erasure)."""
+    unused = ~exists().where(AGENTS.c.system_prompt_id == TEXTS.c.id)
+    where = unused if among is None else and_(TEXTS.c.id.in_(among), unused)
+    return await deleted(session, delete_(TEXTS).where(where), TEXTS.c.id)
 
 
 async def deleted(session: AsyncSession, statement: Any, key: Any) -> int:

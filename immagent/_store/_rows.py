@@ -9,9 +9,9 @@ from uuid import UUID
 
 from immagent._ids import uuid7
 from immagent._messages import Message, utcnow
-from immagent._views import PersistentAgent
+from immagent._views import PersistentAgent, Thread, ThreadMove
 
-__all__ = ["agent_view", "derived_agent", "message_values", "message_view"]
+__all__ = ["agent_view", "derived_agent", "message_values", "message_view", "move_view", "thread_view"]
 
 
 def agent_view(row: Any) -> PersistentAgent:
@@ -24,10 +24,21 @@ def message_view(row: Any) -> Message:
     return Message.model_validate(row, from_attributes=True)
 
 
-def message_values(message: Message, root_id: UUID) -> dict[str, Any]:
-    """The column values of the row that stores ``message``."""
+def thread_view(row: Any) -> Thread:
+    """A thread row joined with its newest move (``agent_id``, ``position``, ``moved_at``) as its view."""
+    return Thread.model_validate(row, from_attributes=True)
+
+
+def move_view(row: Any) -> ThreadMove:
+    """A thread-log row as its view."""
+    return ThreadMove.model_validate(row, from_attributes=True)
+
+
+def message_values(message: Message, root_id: UUID, tenant: str) -> dict[str, Any]:
+    """The column values of the row that stores ``message`` in the tree ``root_id`` of ``tenant``."""
     return {
         "id": message.id,
+        "tenant": tenant,
         "root_id": root_id,
         "parent_id": message.parent_id,
         "depth": message.depth,
@@ -48,9 +59,11 @@ def derived_agent(
     head_id: UUID | None,
     metadata: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Column values of a new state derived from ``agent`` (same name, prompt, model, settings, tree)."""
+    """Column values of a new state derived from ``agent`` (same tenant, tree, name, prompt, model and
+    settings)."""
     return {
         "id": uuid7(),
+        "tenant": agent.tenant,
         "root_id": agent.root_id,
         "parent_id": parent_id,
         "name": agent.name,

@@ -5,10 +5,17 @@ Each operation lives in the part of the store that owns its concern, and this cl
 - ``_database``: engine, sessions, schema check, and the unit-of-work rules (one place);
 - ``_agents``: create, load and list states, and what a bound view reads;
 - ``_turns``: a turn's read, model call and one-transaction write;
-- ``_removal``: ``delete`` and ``gc``, the only paths that remove rows;
-- ``_transfer``: sizes, export/import.
+- ``_threads``: threads, their log and their moves;
+- ``_removal``: ``delete``, ``gc`` and erasure, the only paths that remove rows (with ``delete_thread``);
+- ``_transfer``: sizes, export/import;
+- ``_paging``: keyset cursors.
 
 ORM rows are made and read only inside these parts; callers get Pydantic views.
+
+Tenants: ``store.tenant("acme")`` is a store over the same engine and cache whose every read is filtered
+by, and every write stamped with, that tenant. The store ``connect()`` returns is the ``"default"``
+tenant's for reads and writes, and the database's owner for maintenance (``gc``, ``stats``,
+``erase_tenant`` of any tenant); a scoped store's maintenance stays inside its tenant.
 """
 
 from __future__ import annotations
@@ -19,12 +26,15 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from immagent import _validation as check
 from immagent._advance import TurnEvent, TurnOptions
+from immagent._constants import DEFAULT_TENANT
 from immagent._messages import Message
-from immagent._store import _agents, _removal, _transfer, _turns
+from immagent._store import _agents, _removal, _threads, _transfer, _turns
 from immagent._store._cache import ViewCache
 from immagent._store._database import Database
-from immagent._views import PersistentAgent, SystemPrompt
+from immagent._store._paging import Page
+from immagent._views import PersistentAgent, SystemPrompt, Thread, ThreadMove
 
 __all__ = ["Store"]
 
@@ -36,9 +46,33 @@ class Store:
     run ``await store.migrate()`` (or ``immagent db upgrade``) once per database before first use.
     """
 
-    def __init__(self, database: Database, cache: ViewCache | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        cache: ViewCache | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        scoped: bool = False,
+    ) -> None:
         self._db = database
         self._cache = cache if cache is not None else ViewCache()
+        self._tenant = tenant
+        self._scoped = scoped
+
+    def tenant(self, name: str) -> Store:
+        """A store scoped to tenant ``name`` on the same engine: every create stamps it, every read and
+        listing is filtered by it, and another tenant's ids and keys are simply not found."""
+        return Store(self._db, self._cache, tenant=check.tenant(name), scoped=True)
+
+    @property
+    def tenant_name(self) -> str:
+        """The tenant this store reads and writes (``"default"`` unless made by ``tenant()``)."""
+        return self._tenant
+
+    @property
+    def scoped(self) -> bool:
+        """True for a store made by ``tenant()``: its maintenance (gc, stats, erasure) stays in its tenant."""
+        return self._scoped
 
     # ------------------------------------------------------------------ lifecycle and schema
 
@@ -75,7 +109,10 @@ class Store:
         await self.close()
 
     async def close(self) -> None:
-        """Release the pool (only when the store created the engine) and forget cached views."""
+        """Release the pool (only when the store created the engine) and forget cached views. A scoped
+        store leaves both to the store it came from."""
+        if self._scoped:
+            return
         self.clear_cache()
         await self._db.close()
 
@@ -132,10 +169,12 @@ class Store:
         return await _agents.load_many(self, agent_ids)
 
     async def list_agents(
-        self, limit: int = 100, offset: int = 0, name: str | None = None
-    ) -> tuple[PersistentAgent, ...]:
-        """States newest first; ``name`` filters by case-insensitive substring (``%`` and ``_`` literal)."""
-        return await _agents.listing(self, limit=limit, offset=offset, name=name)
+        self, limit: int = 100, offset: int = 0, name: str | None = None, *, after: str | None = None
+    ) -> Page[PersistentAgent]:
+        """States newest first, one page (a tuple with ``next_cursor``; pass it as ``after=`` for the next
+        page, which costs what the first did). ``name`` filters by case-insensitive substring (``%`` and
+        ``_`` literal). ``offset=`` still works but counts past every skipped row: the slow path."""
+        return await _agents.listing(self, limit=limit, offset=offset, name=name, after=after)
 
     async def count_agents(self, name: str | None = None) -> int:
         """How many states exist (matching ``name`` as ``list_agents`` does)."""
@@ -145,6 +184,44 @@ class Store:
         """States whose name is exactly ``name`` (case-sensitive), newest first."""
         return await _agents.find_by_name(self, name)
 
+    # ------------------------------------------------------------------ threads
+
+    async def create_thread(
+        self,
+        key: str,
+        agent: PersistentAgent | UUID | str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        session: AsyncSession | None = None,
+    ) -> Thread:
+        """A new thread ``key`` pointing at ``agent`` (a state of this tenant), at position 0 of its log.
+        ThreadExistsError when this tenant already has the key."""
+        return await _threads.create(self, key, agent, metadata=metadata, session=session)
+
+    async def load_thread(self, key: str) -> Thread:
+        """The thread ``key`` as it is now (its newest move); ThreadNotFoundError when absent."""
+        return await _threads.load(self, key)
+
+    async def list_threads(
+        self, limit: int = 100, *, after: str | None = None, key: str | None = None
+    ) -> Page[Thread]:
+        """Threads newest first (by creation), one keyset page; ``key`` filters by case-insensitive
+        substring (``%`` and ``_`` literal)."""
+        return await _threads.listing(self, limit=limit, after=after, key=key)
+
+    async def threads_pointing_at(
+        self, agents: Iterable[PersistentAgent | UUID | str]
+    ) -> dict[UUID, tuple[Thread, ...]]:
+        """For each of ``agents`` that some thread's head is, those threads (one query)."""
+        return await _threads.pointing_at(
+            self, (a.id if isinstance(a, PersistentAgent) else a for a in agents)
+        )
+
+    async def delete_thread(self, key: str) -> int:
+        """Remove the thread ``key`` and its whole log (the states it pointed at stay); returns how many
+        log entries went. ThreadNotFoundError when absent."""
+        return await _threads.delete_thread(self, key)
+
     # ------------------------------------------------------------------ removal
 
     async def delete(self, agent: PersistentAgent | UUID | str) -> None:
@@ -153,14 +230,28 @@ class Store:
         await _removal.delete(self, agent)
 
     async def gc(self) -> dict[str, int]:
-        """Remove messages that no remaining state's history contains, and texts no state uses.
-        Never removes anything a remaining agent can reach. Returns counts per kind."""
+        """Remove messages that no remaining state's history contains (of this tenant only, on a scoped
+        store), and texts no state uses. Never removes anything a remaining state, or a thread, reaches.
+        Returns counts per kind."""
         return await _removal.gc(self)
+
+    async def erase_tenant(self, tenant: str) -> dict[str, int]:
+        """Physically delete every state, message, thread and log entry of ``tenant``, and the system
+        prompts no remaining state uses, in one transaction; counts per kind (zeros for an unknown
+        tenant). A scoped store may erase only its own tenant."""
+        return await _removal.erase_tenant(self, tenant)
+
+    async def erase_tree(self, root: PersistentAgent | UUID | str) -> dict[str, int]:
+        """Physically delete one conversation tree of this tenant (every state and message whose
+        ``root_id`` is ``root``, or ``root``'s own root_id for a state), every thread that ever pointed
+        into it, and the prompts no remaining state uses, in one transaction; counts per kind."""
+        return await _removal.erase_tree(self, root)
 
     # ------------------------------------------------------------------ sizes, export and import
 
     async def stats(self) -> dict[str, int]:
-        """How many rows immagent's tables hold: ``{"agents": n, "messages": n, "texts": n}`` (one query)."""
+        """How many rows immagent's tables hold, per kind (agents, messages, threads, thread_moves, texts),
+        in one query: the whole database's, or a scoped store's tenant's."""
         return await _transfer.stats(self)
 
     async def import_states(
@@ -209,3 +300,24 @@ class Store:
         self, agent: PersistentAgent, text: str, options: TurnOptions
     ) -> AsyncIterator[TurnEvent]:
         return _turns.advance_stream(self, agent, text, options)
+
+    async def _threads_head(self, thread: Thread) -> PersistentAgent:
+        return await _threads.head(self, thread)
+
+    async def _threads_log(self, thread: Thread) -> tuple[ThreadMove, ...]:
+        return await _threads.log(self, thread)
+
+    async def _threads_move(
+        self, thread: Thread, agent: PersistentAgent | UUID | str, session: AsyncSession | None
+    ) -> Thread:
+        return await _threads.move(self, thread, agent, session)
+
+    async def _threads_advance(
+        self, thread: Thread, text: str, options: TurnOptions, session: AsyncSession | None
+    ) -> Thread:
+        return await _threads.advance(self, thread, text, options, session)
+
+    def _threads_advance_stream(
+        self, thread: Thread, text: str, options: TurnOptions
+    ) -> AsyncIterator[TurnEvent]:
+        return _threads.advance_stream(self, thread, text, options)

@@ -12,7 +12,7 @@ from immagent import _validation as check
 from immagent._errors import ValidationError
 from immagent._ids import content_id
 from immagent._messages import Message, utcnow
-from immagent._orm import AGENTS, MESSAGES, TEXTS
+from immagent._orm import AGENTS, MESSAGES, TEXTS, THREAD_MOVES, THREADS
 from immagent._sql import insert_ignore
 from immagent._store import _agents
 from immagent._store._rows import derived_agent, message_values
@@ -23,10 +23,21 @@ if TYPE_CHECKING:
 
 
 async def stats(store: Store) -> dict[str, int]:
-    counts = [select(func.count()).select_from(t).scalar_subquery() for t in (AGENTS, MESSAGES, TEXTS)]
+    """Row counts in one query: of the whole database for the store ``connect()`` returned, of the
+    tenant for a scoped store (texts: those its states use)."""
+    tables = {"agents": AGENTS, "messages": MESSAGES, "threads": THREADS, "thread_moves": THREAD_MOVES}
+    counts = {}
+    for kind, table in tables.items():
+        stmt = select(func.count()).select_from(table)
+        counts[kind] = stmt.where(table.c.tenant == store.tenant_name) if store.scoped else stmt
+    texts = select(func.count()).select_from(TEXTS)
+    if store.scoped:
+        used = select(AGENTS.c.system_prompt_id).where(AGENTS.c.tenant == store.tenant_name)
+        texts = texts.where(TEXTS.c.id.in_(used))
+    counts["texts"] = texts
     async with store._db.read() as s:
-        agents, messages, texts = (await s.execute(select(*counts))).one()
-    return {"agents": int(agents), "messages": int(messages), "texts": int(texts)}
+        row = (await s.execute(select(*(c.scalar_subquery() for c in counts.values())))).one()
+    return {kind: int(n) for kind, n in zip(counts, row, strict=True)}
 
 
 async def import_states(
@@ -46,7 +57,7 @@ async def import_states(
     rows = []
     for agent in agents:
         row = derived_agent(agent, parent_id=agent.parent_id, head_id=agent.head_id, metadata=agent.metadata)
-        row.update(id=agent.id, created_at=agent.created_at, root_id=agent.root_id)
+        row.update(id=agent.id, created_at=agent.created_at, root_id=agent.root_id, tenant=store.tenant_name)
         row["metadata"] = row.pop("metadata_")  # the Core table's column key
         rows.append(row)
     now = utcnow()
@@ -56,7 +67,10 @@ async def import_states(
             await s.execute(insert_ignore(s, TEXTS), texts)
         if by_id:  # parents first: a message's parent_id is a foreign key
             ordered = sorted(by_id.values(), key=lambda m: m.depth)
-            await s.execute(insert_ignore(s, MESSAGES), [message_values(m, root_of[m.id]) for m in ordered])
+            await s.execute(
+                insert_ignore(s, MESSAGES),
+                [message_values(m, root_of[m.id], store.tenant_name) for m in ordered],
+            )
         if rows:
             await s.execute(insert_ignore(s, AGENTS), rows)
     return await _agents.load_many(store, (a.id for a in agents))
@@ -82,6 +96,8 @@ def _roots_of_messages(agents: Sequence[PersistentAgent], by_id: dict[UUID, Mess
                 raise ValidationError("messages", f"message {message.id} has an inconsistent depth")
             root_of[cursor] = agent.root_id
             cursor = message.parent_id
+        if cursor is not None and root_of[cursor] != agent.root_id:  # a history reaches another tree
+            raise ValidationError("agents", f"state {agent.id} shares messages with another tree")
     if extra := [str(i) for i in by_id if i not in root_of]:
         raise ValidationError("messages", f"no state's history holds {', '.join(extra[:3])}")
     return root_of

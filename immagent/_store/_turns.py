@@ -3,8 +3,9 @@ new messages and the new state in one transaction."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,37 +35,49 @@ async def prepare(
     return Turn(history, prompt, text, agent.model, {**agent.model_settings, **extra}, options)
 
 
+#: What else a turn's transaction writes once the new state is in (a thread's move): (session, new id).
+AlsoWrite = Callable[[AsyncSession, UUID], Awaitable[None]]
+
+
 async def commit(
     store: Store,
     agent: PersistentAgent,
     history: tuple[Message, ...],
     new: Sequence[Message],
     session: AsyncSession | None,
+    also: AlsoWrite | None = None,
 ) -> PersistentAgent:
-    """Insert a turn's messages and the new state in one transaction (or the caller's)."""
+    """Insert a turn's messages and the new state (and ``also``) in one transaction (or the caller's)."""
     row = derived_agent(agent, parent_id=agent.id, head_id=new[-1].id, metadata=agent.metadata)
     async with store._db.write(session) as s:
         # One multi-row INSERT for the messages, then the agent that points at them.
-        await s.execute(insert(MESSAGES), [message_values(m, agent.root_id) for m in new])
+        await s.execute(insert(MESSAGES), [message_values(m, agent.root_id, agent.tenant) for m in new])
         await s.execute(insert(AgentRow), [row])
+        if also is not None:
+            await also(s, row["id"])
     return _agents.bind(store, agent_view(row), history + tuple(new), cache=session is None)
 
 
 async def advance(
-    store: Store, agent: PersistentAgent, text: str, options: TurnOptions, session: AsyncSession | None
+    store: Store,
+    agent: PersistentAgent,
+    text: str,
+    options: TurnOptions,
+    session: AsyncSession | None,
+    also: AlsoWrite | None = None,
 ) -> PersistentAgent:
     turn = await prepare(store, agent, text, options, session)
     new = await core.advance(turn)
-    return await commit(store, agent, turn.history, new, session)
+    return await commit(store, agent, turn.history, new, session, also)
 
 
 async def advance_stream(
-    store: Store, agent: PersistentAgent, text: str, options: TurnOptions
+    store: Store, agent: PersistentAgent, text: str, options: TurnOptions, also: AlsoWrite | None = None
 ) -> AsyncIterator[TurnEvent]:
     turn = await prepare(store, agent, text, options)
     async for event in core.run_turn(turn, stream=True):
         if isinstance(event, TurnResult):
-            new_agent = await commit(store, agent, turn.history, event.messages, None)
+            new_agent = await commit(store, agent, turn.history, event.messages, None, also)
             yield TurnComplete(new_agent, event.messages)
         else:
             yield event

@@ -17,11 +17,13 @@ from typing import Any
 from sqlalchemy import delete, event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from immagent._orm import AgentRow, MessageRow, TextRow
+from immagent._orm import AgentRow, MessageRow, TextRow, ThreadMoveRow, ThreadRow
 
 __all__ = ["InjectedFault", "StatementFault", "UpdateGuard", "row_counts", "snapshot"]
 
-_ROWS = (TextRow, MessageRow, AgentRow)
+_ROWS = (TextRow, MessageRow, AgentRow, ThreadRow, ThreadMoveRow)
+#: Children first, as the foreign keys want.
+_DELETE_ORDER = (ThreadMoveRow, ThreadRow, AgentRow, MessageRow, TextRow)
 
 
 async def row_counts(engine: AsyncEngine) -> dict[str, int]:
@@ -29,7 +31,7 @@ async def row_counts(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as conn:
         return {
             row.__tablename__: int((await conn.execute(select(func.count()).select_from(row))).scalar_one())
-            for row in (AgentRow, MessageRow, TextRow)
+            for row in _ROWS
         }
 
 
@@ -39,7 +41,7 @@ async def snapshot(engine: AsyncEngine) -> list[tuple[Any, ...]]:
     async with engine.connect() as conn:
         for row in _ROWS:
             table = row.__table__
-            result = await conn.execute(select(table).order_by(table.c.id))
+            result = await conn.execute(select(table).order_by(*table.primary_key.columns))
             out.extend(tuple(r) for r in result)
     return out
 
@@ -128,8 +130,8 @@ async def empty_tables(url: str) -> None:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
-            for table in (AgentRow.__table__, MessageRow.__table__, TextRow.__table__):
-                await conn.execute(delete(table))
+            for row in _DELETE_ORDER:
+                await conn.execute(delete(row.__table__))
     finally:
         await engine.dispose()
 

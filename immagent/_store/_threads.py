@@ -1,0 +1,322 @@
+"""Threads: a key, unique in its tenant, that points at one state and moves by appending to its log.
+
+Nothing is rewritten: a move INSERTs the next position of the thread's log, and the head is the newest
+entry. Moves are optimistic: each names the position it read; the primary key (tenant, key, position)
+lets exactly one writer insert the next position, and the others get ConflictError with nothing written.
+A thread's advance writes the turn's messages, the new state and the move in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from sqlalchemy import Select, and_, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from immagent import _validation as check
+from immagent._advance import TurnComplete, TurnEvent, TurnOptions
+from immagent._errors import (
+    AgentNotFoundError,
+    ConflictError,
+    ThreadExistsError,
+    ThreadNotFoundError,
+)
+from immagent._ids import as_uuid
+from immagent._messages import utcnow
+from immagent._orm import THREAD_MOVES, THREADS
+from immagent._sql import violation
+from immagent._store import _agents, _turns
+from immagent._store._paging import Page, after_cursor, decode_cursor, encode_cursor, page_of
+from immagent._store._rows import move_view, thread_view
+from immagent._views import PersistentAgent, Thread, ThreadMove
+
+if TYPE_CHECKING:
+    from immagent._store._store import Store
+
+_CURSOR = "threads"
+
+
+def _bind(store: Store, view: Thread, head: PersistentAgent | None = None) -> Thread:
+    """Attach the store, and the head's view when we hold it (so the next turn reads nothing)."""
+    view._store = store
+    view._head = head
+    return view
+
+
+def _heads() -> Select[Any]:
+    """Threads joined with their newest move: the columns of a Thread view."""
+    later = THREAD_MOVES.alias("later")
+    newest = (
+        select(func.max(later.c.position))
+        .where(later.c.tenant == THREADS.c.tenant, later.c.key == THREADS.c.key)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            THREADS.c.tenant,
+            THREADS.c.key,
+            THREADS.c.metadata,
+            THREADS.c.created_at,
+            THREAD_MOVES.c.agent_id,
+            THREAD_MOVES.c.position,
+            THREAD_MOVES.c.created_at.label("moved_at"),
+        )
+        .join(
+            THREAD_MOVES,
+            and_(THREAD_MOVES.c.tenant == THREADS.c.tenant, THREAD_MOVES.c.key == THREADS.c.key),
+        )
+        .where(THREAD_MOVES.c.position == newest)
+    )
+
+
+async def _agent_in_tenant(store: Store, agent: PersistentAgent | UUID | str) -> PersistentAgent:
+    """The state a thread may point at: one this store's tenant can see (else AgentNotFoundError)."""
+    if isinstance(agent, PersistentAgent):
+        if agent.tenant != store.tenant_name:
+            raise AgentNotFoundError(agent.id)
+        return agent
+    return await _agents.load(store, as_uuid(agent, "agent"))
+
+
+def _move(tenant: str, key: str, position: int, agent_id: UUID, kind: str) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "key": key,
+        "position": position,
+        "agent_id": agent_id,
+        "kind": kind,
+        "created_at": utcnow(),
+    }
+
+
+async def _append(session: AsyncSession, thread: Thread, agent_id: UUID, kind: str) -> Thread:
+    """Insert the thread's next position; the primary key refuses it if another writer got there first.
+    Returns the moved thread's view (unbound: the caller binds it once the transaction committed)."""
+    values = _move(thread.tenant, thread.key, thread.position + 1, agent_id, kind)
+    moved = {**thread.__dict__, "agent_id": agent_id, "position": values["position"]}
+    try:
+        await session.execute(insert(THREAD_MOVES), [values])
+    except IntegrityError as exc:
+        kind_of = violation(exc)
+        if kind_of == "unique":
+            raise ConflictError(thread.key, "", expected=thread.position) from exc
+        if kind_of == "foreign_key":
+            raise _Missing(thread.key, agent_id) from exc
+        raise
+    return Thread.model_validate({**moved, "moved_at": values["created_at"]})
+
+
+class _Missing(Exception):
+    """A move's foreign key failed: the thread or the state was removed meanwhile (told apart later)."""
+
+    def __init__(self, key: str, agent_id: UUID) -> None:
+        self.key, self.agent_id = key, agent_id
+
+
+async def _conflict(store: Store, error: ConflictError) -> ConflictError:
+    """The conflict with where the thread is now (read after the failed transaction ended)."""
+    try:
+        current: Thread | None = await load(store, error.key)
+    except ThreadNotFoundError:
+        current = None
+    where = f"position {current.position} (state {current.agent_id})" if current else "deleted"
+    message = (
+        f"thread {error.key!r} was moved by another writer: expected position {error.expected}, "
+        f"it is now at {where}; nothing was written. Reload it (store.load_thread) and retry from there"
+    )
+    return type(error)(error.key, message, expected=error.expected, current=current)
+
+
+async def _missing(store: Store, error: _Missing) -> Exception:
+    try:
+        await load(store, error.key)
+    except ThreadNotFoundError as gone:
+        return gone
+    return AgentNotFoundError(error.agent_id, f"agent {error.agent_id} not found (deleted meanwhile)")
+
+
+# ---------------------------------------------------------------------- create, read, list, delete
+
+
+async def create(
+    store: Store,
+    key: str,
+    agent: PersistentAgent | UUID | str,
+    *,
+    metadata: Mapping[str, Any] | None,
+    session: AsyncSession | None,
+) -> Thread:
+    check.thread_key(key)
+    meta = check.json_object("metadata", metadata)
+    head = await _agent_in_tenant(store, agent)
+    now = utcnow()
+    values = {"tenant": store.tenant_name, "key": key, "metadata": meta, "created_at": now}
+    first = _move(store.tenant_name, key, 0, head.id, "create")
+    first["created_at"] = now
+    try:
+        async with store._db.write(session) as s:
+            try:
+                await s.execute(insert(THREADS), [values])
+            except IntegrityError as exc:
+                if violation(exc) == "unique":
+                    raise ThreadExistsError(key, "", expected=None) from exc
+                raise
+            try:
+                await s.execute(insert(THREAD_MOVES), [first])
+            except IntegrityError as exc:
+                if violation(exc) == "foreign_key":
+                    raise _Missing(key, head.id) from exc
+                raise
+    except ThreadExistsError as exc:
+        current = await load(store, key)
+        raise ThreadExistsError(
+            key, f"thread {key!r} already exists (at position {current.position})", current=current
+        ) from exc.__cause__
+    except _Missing as exc:
+        raise AgentNotFoundError(head.id, f"agent {head.id} not found (deleted meanwhile)") from exc.__cause__
+    row = {**values, "agent_id": head.id, "position": 0, "moved_at": now}
+    return _bind(store, thread_view(row), head)
+
+
+async def load(store: Store, key: str) -> Thread:
+    check.thread_key(key)
+    stmt = _heads().where(THREADS.c.tenant == store.tenant_name, THREADS.c.key == key)
+    async with store._db.read() as s:
+        row = (await s.execute(stmt)).one_or_none()
+    if row is None:
+        raise ThreadNotFoundError(key)
+    return _bind(store, thread_view(row))
+
+
+async def listing(store: Store, *, limit: int, after: str | None, key: str | None) -> Page[Thread]:
+    check.positive_int("limit", limit, minimum=0)
+    stmt = _heads().where(THREADS.c.tenant == store.tenant_name)
+    if key is not None:
+        check.text("key", key, allow_empty=True)
+        stmt = stmt.where(THREADS.c.key.icontains(key, autoescape=True))
+    if after is not None:
+        at, last = decode_cursor(_CURSOR, after)
+        stmt = stmt.where(after_cursor(THREADS.c.created_at, THREADS.c.key, at, last))
+    stmt = stmt.order_by(THREADS.c.created_at.desc(), THREADS.c.key.desc()).limit(limit + 1)
+    async with store._db.read() as s:
+        rows = (await s.execute(stmt)).all()
+    views = [_bind(store, thread_view(r)) for r in rows]
+    return page_of(views, limit, lambda t: encode_cursor(_CURSOR, t.created_at, t.key))
+
+
+async def log(store: Store, thread: Thread) -> tuple[ThreadMove, ...]:
+    stmt = (
+        select(THREAD_MOVES)
+        .where(THREAD_MOVES.c.tenant == thread.tenant, THREAD_MOVES.c.key == thread.key)
+        .order_by(THREAD_MOVES.c.position)
+    )
+    async with store._db.read() as s:
+        rows = (await s.execute(stmt)).all()
+    if not rows:
+        raise ThreadNotFoundError(thread.key)
+    return tuple(move_view(r) for r in rows)
+
+
+async def pointing_at(store: Store, agent_ids: Iterable[UUID | str]) -> dict[UUID, tuple[Thread, ...]]:
+    """The threads whose head is each of ``agent_ids`` (those no thread points at are left out)."""
+    keys = list(dict.fromkeys(as_uuid(i, "agent_ids") for i in agent_ids))
+    if not keys:
+        return {}
+    stmt = (
+        _heads()
+        .where(THREADS.c.tenant == store.tenant_name, THREAD_MOVES.c.agent_id.in_(keys))
+        .order_by(THREADS.c.key)
+    )
+    async with store._db.read() as s:
+        rows = (await s.execute(stmt)).all()
+    found: dict[UUID, list[Thread]] = {}
+    for row in rows:
+        found.setdefault(row.agent_id, []).append(_bind(store, thread_view(row)))
+    return {agent_id: tuple(threads) for agent_id, threads in found.items()}
+
+
+async def delete_thread(store: Store, key: str) -> int:
+    """Remove a thread and its whole log; the states it pointed at stay. Returns the moves removed."""
+    check.thread_key(key)
+    where = (store.tenant_name, key)
+    async with store._db.write() as s:
+        moves = await s.execute(
+            delete(THREAD_MOVES).where(THREAD_MOVES.c.tenant == where[0], THREAD_MOVES.c.key == where[1])
+        )
+        gone = await s.execute(delete(THREADS).where(THREADS.c.tenant == where[0], THREADS.c.key == where[1]))
+        if getattr(gone, "rowcount", 1) == 0:
+            raise ThreadNotFoundError(key)
+    return int(getattr(moves, "rowcount", 0))
+
+
+# ---------------------------------------------------------------------- moves
+
+
+async def head(store: Store, thread: Thread) -> PersistentAgent:
+    if thread._head is not None:
+        return thread._head  # type: ignore[no-any-return]
+    thread._head = await _agents.load(store, thread.agent_id)
+    return thread._head  # type: ignore[no-any-return]
+
+
+async def move(
+    store: Store, thread: Thread, agent: PersistentAgent | UUID | str, session: AsyncSession | None
+) -> Thread:
+    target = await _agent_in_tenant(store, agent)
+    try:
+        async with store._db.write(session) as s:
+            moved = await _append(s, thread, target.id, "move")
+    except ConflictError as exc:
+        raise await _conflict(store, exc) from exc.__cause__
+    except _Missing as exc:
+        raise await _missing(store, exc) from exc.__cause__
+    return _bind(store, moved, target)
+
+
+class _Moves:
+    """The move a turn's transaction appended, kept for the view returned once it committed."""
+
+    def __init__(self, thread: Thread) -> None:
+        self.thread = thread
+        self.moved: Thread | None = None
+
+    async def __call__(self, session: AsyncSession, new_id: UUID) -> None:
+        self.moved = await _append(session, self.thread, new_id, "advance")
+
+    def result(self, store: Store, head: PersistentAgent) -> Thread:
+        assert self.moved is not None, "the turn committed without its move"
+        return _bind(store, self.moved, head)
+
+
+async def advance(
+    store: Store, thread: Thread, text: str, options: TurnOptions, session: AsyncSession | None
+) -> Thread:
+    agent = await head(store, thread)
+    moves = _Moves(thread)
+    try:
+        new = await _turns.advance(store, agent, text, options, session, moves)
+    except ConflictError as exc:
+        raise await _conflict(store, exc) from exc.__cause__
+    except _Missing as exc:
+        raise await _missing(store, exc) from exc.__cause__
+    return moves.result(store, new)
+
+
+async def advance_stream(
+    store: Store, thread: Thread, text: str, options: TurnOptions
+) -> AsyncIterator[TurnEvent]:
+    agent = await head(store, thread)
+    moves = _Moves(thread)
+    try:
+        async for event in _turns.advance_stream(store, agent, text, options, moves):
+            if isinstance(event, TurnComplete):
+                yield TurnComplete(event.agent, event.messages, moves.result(store, event.agent))
+            else:
+                yield event
+    except ConflictError as exc:
+        raise await _conflict(store, exc) from exc.__cause__
+    except _Missing as exc:
+        raise await _missing(store, exc) from exc.__cause__

@@ -1,0 +1,143 @@
+"""Threads, tenants and erasure: a tenant on every agent and message, threads and their move log.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-29
+
+What changes, and which rows may ever change: still none.
+
+- ``immagent_agents.tenant`` and ``immagent_messages.tenant``: the tenant a row belongs to. Existing rows
+  (and any writer that names none) get ``'default'``, so nothing written before changes meaning. Listing
+  pages by keyset within a tenant (``ix_immagent_agents_tenant_created_at_id`` replaces the index on
+  ``(created_at, id)``); erasure finds a tenant's or a tree's messages through
+  ``ix_immagent_messages_tenant_root_id`` (which replaces the index on ``root_id`` alone).
+- ``immagent_threads``: one row per thread, ``(tenant, key)`` its primary key; inserted once, removed only
+  by ``Store.delete_thread()`` or erasure.
+- ``immagent_thread_moves``: the thread's log (git's reflog): ``(tenant, key, position)`` is the primary
+  key, so two writers that expect the same position cannot both move the thread: the database lets one
+  insert the next position and refuses the other. The head is the newest entry. ``agent_id`` is a foreign
+  key to the state it points at, so a state any thread ever pointed at cannot be deleted under it.
+
+The new tables get the same UPDATE-refusing triggers as the others. On MySQL/MariaDB the tenant and key
+columns use the binary collation ``utf8mb4_bin``, so keys compare exactly (case and trailing spaces).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import mysql, postgresql
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+NEW_TABLES = ("immagent_threads", "immagent_thread_moves")
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+
+
+def _exact(length: int) -> sa.types.TypeEngine[str]:
+    return sa.String(length).with_variant(mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb")
+
+
+def _tenant_column() -> sa.Column[str]:
+    return sa.Column("tenant", _exact(64), nullable=False, server_default="default")
+
+
+def upgrade() -> None:
+    # Adding a column keeps SQLite's UPDATE triggers (no table copy); the defaults fill existing rows.
+    op.add_column("immagent_agents", _tenant_column())
+    op.add_column("immagent_messages", _tenant_column())
+    op.drop_index("ix_immagent_agents_created_at_id", table_name="immagent_agents")
+    op.create_index(
+        "ix_immagent_agents_tenant_created_at_id", "immagent_agents", ["tenant", "created_at", "id"]
+    )
+    op.drop_index(op.f("ix_immagent_messages_root_id"), table_name="immagent_messages")
+    op.create_index("ix_immagent_messages_tenant_root_id", "immagent_messages", ["tenant", "root_id"])
+    op.create_table(
+        "immagent_threads",
+        sa.Column("tenant", _exact(64), nullable=False),
+        sa.Column("key", _exact(255), nullable=False),
+        sa.Column("metadata", JSONType, nullable=False),
+        sa.Column("created_at", Timestamp, nullable=False),
+        sa.PrimaryKeyConstraint("tenant", "key", name=op.f("pk_immagent_threads")),
+    )
+    op.create_index(
+        "ix_immagent_threads_tenant_created_at_key", "immagent_threads", ["tenant", "created_at", "key"]
+    )
+    op.create_table(
+        "immagent_thread_moves",
+        sa.Column("tenant", _exact(64), nullable=False),
+        sa.Column("key", _exact(255), nullable=False),
+        sa.Column("position", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("agent_id", sa.Uuid(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("created_at", Timestamp, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["agent_id"],
+            ["immagent_agents.id"],
+            name=op.f("fk_immagent_thread_moves_agent_id_immagent_agents"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant", "key"],
+            ["immagent_threads.tenant", "immagent_threads.key"],
+            name="fk_immagent_thread_moves_thread_immagent_threads",
+        ),
+        sa.PrimaryKeyConstraint("tenant", "key", "position", name=op.f("pk_immagent_thread_moves")),
+    )
+    op.create_index(op.f("ix_immagent_thread_moves_agent_id"), "immagent_thread_moves", ["agent_id"])
+    _create_update_guards(NEW_TABLES)
+
+
+def downgrade() -> None:
+    """Back to 0001: threads and their logs are dropped; every agent and message stays (tenants are
+    forgotten, so rows of every tenant become visible to every caller: erase tenants first if that
+    matters)."""
+    _drop_update_guards(NEW_TABLES)
+    op.drop_index(op.f("ix_immagent_thread_moves_agent_id"), table_name="immagent_thread_moves")
+    op.drop_table("immagent_thread_moves")
+    op.drop_index("ix_immagent_threads_tenant_created_at_key", table_name="immagent_threads")
+    op.drop_table("immagent_threads")
+    op.drop_index("ix_immagent_messages_tenant_root_id", table_name="immagent_messages")
+    op.create_index(op.f("ix_immagent_messages_root_id"), "immagent_messages", ["root_id"])
+    op.drop_index("ix_immagent_agents_tenant_created_at_id", table_name="immagent_agents")
+    op.create_index("ix_immagent_agents_created_at_id", "immagent_agents", ["created_at", "id"])
+    # A plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35 has it): no table copy, so SQLite keeps the
+    # tables' triggers, and no DROP TABLE that the foreign keys pointing at them would refuse.
+    op.drop_column("immagent_messages", "tenant")
+    op.drop_column("immagent_agents", "tenant")
+
+
+def _create_update_guards(tables: Sequence[str]) -> None:
+    """Make the database itself refuse UPDATE on ``tables`` (0001's function is reused on PostgreSQL)."""
+    dialect = op.get_context().dialect.name
+    for table in tables:
+        if dialect == "postgresql":
+            op.execute(
+                f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION immagent_refuse_update()"
+            )
+        elif dialect == "sqlite":
+            op.execute(
+                f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, 'immagent rows are immutable: UPDATE on {table} is refused'); END"
+            )
+        elif dialect in ("mysql", "mariadb"):
+            op.execute(
+                f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} FOR EACH ROW "
+                f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'immagent rows are immutable: UPDATE on {table}'"
+            )
+
+
+def _drop_update_guards(tables: Sequence[str]) -> None:
+    """Drop the UPDATE-refusing triggers of ``tables`` (the PostgreSQL function stays: 0001 owns it)."""
+    dialect = op.get_context().dialect.name
+    for table in tables:
+        if dialect == "postgresql":
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_update ON {table}")
+        elif dialect in ("sqlite", "mysql", "mariadb"):
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
