@@ -192,3 +192,39 @@ def test_the_offline_model_chats_without_any_key(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "model immagent/scripted" in result.stdout
     assert "assistant> Pack light layers" in result.stdout
+
+
+async def test_a_thread_chat_moves_the_thread_with_every_turn_and_undo_moves_it_back(
+    llm: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+    env = model_env(llm, url)
+    script = "first question\nsecond question\n/undo\nanother second question\n/exit\n"
+    result = run_cli("chat", "--model", MODEL, "--thread", "support-1", cwd=tmp_path, env=env, stdin=script)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "new agent “support-1” at state" in result.stdout
+        and "on thread 'support-1' (position 0)" in result.stdout
+    )
+    assert "thread support-1 moved to position 3" in result.stdout
+    assert result.stdout.rstrip().endswith("continue with: immagent chat --thread support-1")
+    async with await Store.connect(url) as store:
+        thread = await store.load_thread("support-1")
+        assert [(m.position, m.kind) for m in await thread.log()] == [
+            (0, "create"), (1, "advance"), (2, "advance"), (3, "move"), (4, "advance"),
+        ]  # fmt: skip
+        head = await thread.head()
+        assert [m.content for m in await head.messages()][::2] == [
+            "first question",
+            "another second question",
+        ]
+
+    resumed = run_cli("chat", "--thread", "support-1", cwd=tmp_path, env=env, stdin="and now?\n")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed “support-1”" in resumed.stdout and "(position 4)" in resumed.stdout
+    assert user_turns(llm.last_request) == ["first question", "another second question", "and now?"]
+    async with await Store.connect(url) as store:
+        assert (await store.load_thread("support-1")).position == 5
+
+    plain = run_cli("chat", "--model", MODEL, cwd=tmp_path, env=env, stdin="/undo\n")
+    assert "/undo moves a thread: start the chat with --thread KEY" in plain.stdout

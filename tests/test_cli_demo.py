@@ -47,7 +47,17 @@ def test_the_demo_shows_the_tool_turn_both_branches_and_the_tree(demo_run: DemoR
     assert "├── " in tree and "└── " in tree  # the clone made a second branch
     assert "same history as" in tree  # the clone is a sibling with the same history
     assert a in tree and b in tree
-    assert out.rstrip().endswith(f"\n  immagent chat --agent {a}")  # the ids, then the command to continue
+    assert f"{a}  10 msgs · “Plan a rainy day for me: museums?”   ⇐ thread {demo_run.thread}" in tree
+    log = out.split(f"Log of thread '{demo_run.thread}'")[1].split("\n\n")[0]
+    kinds = re.findall(r"^  (\d)  (\w+) +-> ", log, re.MULTILINE)
+    assert kinds == [
+        ("0", "create"),
+        *((str(i), "advance") for i in range(1, 5)),
+        ("5", "move"),
+        ("6", "move"),
+    ]
+    assert log.splitlines()[-2].endswith(b) and log.splitlines()[-1].endswith(a)  # moved, then moved back
+    assert out.rstrip().endswith(f"\n  immagent chat --thread {demo_run.thread}")  # how to continue
 
 
 async def test_the_demo_database_holds_what_it_printed(demo_run: DemoRun) -> None:
@@ -61,6 +71,9 @@ async def test_the_demo_database_holds_what_it_printed(demo_run: DemoRun) -> Non
         assert messages_a[:8] == messages_b[:8] and messages_a[8:] != messages_b[8:]
         assert [m.role for m in messages_a[4:8]] == ["user", "assistant", "tool", "assistant"]
         assert await store.count_agents() == 7
+        thread = await store.load_thread(demo_run.thread)
+        assert (thread.agent_id, thread.position) == (a.id, 6)
+        assert [m.agent_id for m in await thread.log()][-2:] == [b.id, a.id]
 
 
 def test_a_demo_on_a_database_that_has_one_adds_a_new_family(demo_run: DemoRun, tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ async def test_a_turn_writes_the_same_rows_and_bytes_at_turn_5_and_turn_200(
             if backend == "postgresql":
                 sizes[turn] = await bytes_of_turn(store.engine, agent)
     expected = {"immagent_agents": 1, "immagent_messages": 2, "immagent_texts": 0}
+    expected |= {"immagent_threads": 0, "immagent_thread_moves": 0}
     assert added[5] == expected
     assert added[200] == expected
     assert len(await agent.messages()) == 400
@@ -68,7 +69,26 @@ async def test_a_clone_writes_one_agent_row_and_no_message(store: Store, llm: Sc
         "immagent_agents": 2,
         "immagent_messages": 0,
         "immagent_texts": 0,
+        "immagent_threads": 0,
+        "immagent_thread_moves": 0,
     }
+
+
+async def test_a_thread_turn_adds_one_log_row_and_a_move_adds_only_that(
+    store: Store, llm: ScriptedOpenAIServer
+) -> None:
+    agent = await store.create_agent(name="a", system_prompt="p", model=MODEL)
+    thread = await store.create_thread("t", agent)
+    before = await row_counts(store.engine)
+    thread = await thread.advance("hi")
+    turned = await row_counts(store.engine)
+    await thread.move(agent)
+    moved = await row_counts(store.engine)
+    assert {k: turned[k] - before[k] for k in turned} == {
+        "immagent_agents": 1, "immagent_messages": 2, "immagent_texts": 0,
+        "immagent_threads": 0, "immagent_thread_moves": 1,
+    }  # fmt: skip
+    assert {k: moved[k] - turned[k] for k in moved if moved[k] != turned[k]} == {"immagent_thread_moves": 1}
 
 
 async def test_a_shared_system_prompt_is_stored_once(store: Store) -> None:

@@ -1,5 +1,5 @@
 """The ``immagent`` command: ``db`` (migrations), ``demo``, ``chat``, ``agents``/``show``/``tree``,
-``export``/``import``, ``gc``.
+``threads``, ``export``/``import``, ``gc``, ``erase``.
 
 Exit codes: 0 ok, 1 failure, 2 usage. Errors print one line; ``--debug`` shows the traceback. Each
 command lives in its own module and is imported only when it runs (or when help lists it).
@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "export": "immagent.cli.transfer:export",
     "import": "immagent.cli.transfer:import_",
     "gc": "immagent.cli.browse:gc",
+    "threads": "immagent.cli.threads:threads",
+    "erase": "immagent.cli.threads:erase",
 }
 
 
@@ -93,4 +95,11 @@ url_option = click.option(
     envvar="IMMAGENT_DATABASE_URL",
     default=None,
     help="Database URL (default: $IMMAGENT_DATABASE_URL, else sqlite+aiosqlite:///immagent.db).",
+)
+
+tenant_option = click.option(
+    "--tenant",
+    envvar="IMMAGENT_TENANT",
+    default=None,
+    help="Work inside this tenant (default: $IMMAGENT_TENANT, else the default tenant).",
 )

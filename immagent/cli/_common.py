@@ -19,7 +19,7 @@ import click
 if TYPE_CHECKING:
     from immagent._messages import Message
     from immagent._store import Store
-    from immagent._views import PersistentAgent
+    from immagent._views import PersistentAgent, Thread
 
 #: Environment variable naming the model for ``demo`` and new ``chat`` agents.
 MODEL_ENV = "IMMAGENT_MODEL"
@@ -44,8 +44,11 @@ model_option = click.option(
 
 
 @asynccontextmanager
-async def open_store(url: str | None, *, create: bool = False, migrate: bool = True) -> AsyncIterator[Store]:
-    """A store on ``url`` (else $IMMAGENT_DATABASE_URL, else ./immagent.db).
+async def open_store(
+    url: str | None, *, create: bool = False, migrate: bool = True, tenant: str | None = None
+) -> AsyncIterator[Store]:
+    """A store on ``url`` (else $IMMAGENT_DATABASE_URL, else ./immagent.db), scoped to ``tenant`` when
+    one is named.
 
     With ``create``, a missing SQLite file is made and (unless ``migrate`` is false) a database with no
     immagent schema yet is migrated; an older schema is left for ``immagent db upgrade`` to move. Without
@@ -60,7 +63,7 @@ async def open_store(url: str | None, *, create: bool = False, migrate: bool = T
     async with await Store.connect(resolved, min_size=1, max_size=2) as store:
         if create and migrate and await store.schema_revision() is None:
             await store.migrate()
-        yield store
+        yield store.tenant(tenant) if tenant is not None else store
 
 
 def _require_sqlite_file(url: str) -> None:
@@ -142,6 +145,11 @@ def message_lines(index: int, message: Message) -> list[str]:
     return lines
 
 
+def thread_marks(threads: Sequence[Thread]) -> str:
+    """How a state that threads point at is marked: ``⇐ thread support/42, thread other``."""
+    return "⇐ " + ", ".join(f"thread {t.key}" for t in threads)
+
+
 def echo_messages(messages: Sequence[Message], *, indent: str = "  ") -> None:
     """Print a conversation, one numbered message after another."""
     if not messages:
@@ -206,10 +214,11 @@ async def family_lines(
     *,
     current: UUID | None = None,
     ancestors: Sequence[PersistentAgent] = (),
+    store: Store | None = None,
 ) -> list[str]:
-    """The family of states under ``top`` drawn as a tree, ``current`` marked. With ``ancestors`` (root
-    first, ending at ``top``'s parent) the chain that led to ``top`` is drawn above it, and each
-    ancestor's other branches are counted rather than drawn."""
+    """The family of states under ``top`` drawn as a tree, ``current`` marked, and with ``store`` the
+    states that threads point at. With ``ancestors`` (root first, ending at ``top``'s parent) the chain
+    that led to ``top`` is drawn above it, and each ancestor's other branches are counted, not drawn."""
     below = await descendants(top)
     other: dict[UUID, int] = {}
     chain = list(ancestors)
@@ -229,6 +238,7 @@ async def family_lines(
     nodes = [*chain, top, *(kid for kids in below.values() for kid in kids)]
     unique = {n.id: n for n in nodes}
     histories = dict(zip(unique, await asyncio.gather(*(n.messages() for n in unique.values())), strict=True))
+    threads = await store.threads_pointing_at(unique) if store is not None else {}
 
     def children_of(node: Node) -> Sequence[Node]:
         if isinstance(node, str):
@@ -247,6 +257,8 @@ async def family_lines(
             text += f" · root “{node.name}” on {node.model}"
         if node.id in twin_of:
             text += f" · same history as {twin_of[node.id]}"
+        if node.id in threads:
+            text += "   " + thread_marks(threads[node.id])
         return text + ("   ◀ current" if node.id == current else "")
 
     return draw_tree(chain[0] if chain else top, children_of, label)

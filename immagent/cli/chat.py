@@ -1,8 +1,10 @@
 """``immagent chat``: an interactive chat on any stored state, streaming each reply as it arrives.
 
 Every completed turn is a new persisted state; Ctrl-C during a reply cancels that turn and writes
-nothing. Commands: /history, /tree, /branch [N|ID], /back, /meta [KEY=VALUE ...], /help, /exit.
-When standard input is not a terminal, lines are read from it (one message or command per line).
+nothing. With ``--thread KEY`` the chat follows a thread: each turn moves it (in the turn's transaction),
+and so does every other move (/undo, /back, /branch, /meta). Commands: /history, /tree, /branch [N|ID],
+/back, /undo, /meta [KEY=VALUE ...], /help, /exit. When standard input is not a terminal, lines are read
+from it (one message or command per line).
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import asyncio
 import json
 import shlex
 import sys
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from immagent.cli import one_line, url_option
+from immagent.cli import one_line, tenant_option, url_option
 from immagent.cli._common import (
     echo_messages,
     family_lines,
@@ -31,7 +34,7 @@ from immagent.cli._common import (
 if TYPE_CHECKING:
     from immagent._mcp import MCPManager
     from immagent._store import Store
-    from immagent._views import PersistentAgent
+    from immagent._views import PersistentAgent, Thread
 
 DEFAULT_SYSTEM = "You are a helpful, concise assistant."
 HELP = """commands:
@@ -39,6 +42,7 @@ HELP = """commands:
   /tree             the family tree of states (this one marked)
   /branch           list this state's ancestors; /branch N or /branch ID continues from one
   /back             go to the parent state (your next message starts a new branch)
+  /undo             the same, for a thread: move it back one turn (its log keeps every position)
   /meta             this state's details; /meta KEY=VALUE ... makes a child state with that metadata
   /help             this text
   /exit             leave (Ctrl-D too); Ctrl-C during a reply cancels that turn, saving nothing"""
@@ -54,6 +58,7 @@ class _Session:
     stack: AsyncExitStack
     prepared: set[str] = field(default_factory=set)
     failed: bool = False
+    thread: Thread | None = None  # with --thread: the thread every move of the chat moves
 
 
 _ASSISTANT = click.style("assistant> ", fg="green", bold=True)
@@ -65,19 +70,31 @@ def _dim(text: str) -> str:
 
 async def _open(
     url: str | None,
+    tenant: str | None,
     agent_id: str | None,
     name: str | None,
+    thread_key: str | None,
     model: str | None,
     model_typed: bool,
     system: str | None,
     servers: tuple[str, ...],
 ) -> _Session:
-    """Open the store (migrating a fresh database), find or create the state, start MCP servers."""
+    """Open the store (migrating a fresh database), find or create the state (and the thread), start MCP
+    servers."""
+    from immagent._errors import ThreadNotFoundError
+
     stack = AsyncExitStack()
     try:
-        store = await stack.enter_async_context(open_store(url, create=True))
+        store = await stack.enter_async_context(open_store(url, create=True, tenant=tenant))
         current: PersistentAgent | None = None
-        if agent_id is not None:
+        thread: Thread | None = None
+        if thread_key is not None:
+            try:
+                thread = await store.load_thread(thread_key)
+                current = await thread.head()
+            except ThreadNotFoundError:
+                pass  # created on first use, below
+        elif agent_id is not None:
             current = await store.load_agent(agent_id)
         elif name is not None:
             found = await store.find_by_name(name)
@@ -96,13 +113,16 @@ async def _open(
         await asyncio.gather(_prepare(prepared, chosen), *([_connect(mcp, servers)] if mcp else []))
         if current is None:
             current = await store.create_agent(
-                name=name or "chat", system_prompt=system or DEFAULT_SYSTEM, model=chosen
+                name=name or thread_key or "chat", system_prompt=system or DEFAULT_SYSTEM, model=chosen
             )
-        session = _Session(store, current, mcp, stack, prepared)
+        if thread_key is not None and thread is None:
+            thread = await store.create_thread(thread_key, current)
+        session = _Session(store, current, mcp, stack, prepared, thread=thread)
         verb = "resumed" if resumed else "new agent"
         count = len(await current.messages())
+        on = f" on thread {thread.key!r} (position {thread.position})" if thread is not None else ""
         click.echo(
-            f"{verb} “{current.name}” at state {current.id} ({count} messages, model {current.model}); "
+            f"{verb} “{current.name}” at state {current.id}{on} ({count} messages, model {current.model}); "
             "/help for commands"
         )
         return session
@@ -132,7 +152,13 @@ async def _turn(session: _Session, text: str) -> None:
     await _prepare(session.prepared, state.model)
     speaking = False  # "assistant> " is printed for the text of the current reply
     at_line_start = True
-    async for event in state.advance_stream(text, mcp=session.mcp):
+    thread = session.thread
+    events = (
+        thread.advance_stream(text, mcp=session.mcp)
+        if thread is not None
+        else state.advance_stream(text, mcp=session.mcp)
+    )
+    async for event in _following(session, events):
         if isinstance(event, TextDelta):
             if not speaking:
                 click.echo(("" if at_line_start else "\n") + _ASSISTANT, nl=False)
@@ -150,9 +176,24 @@ async def _turn(session: _Session, text: str) -> None:
             speaking, at_line_start = False, True
         elif isinstance(event, TurnComplete):
             session.current = event.agent
+            session.thread = event.thread or session.thread
     if not at_line_start:
         click.echo()
-    click.echo(_dim(f"[state {session.current.id}]"))
+    on = f", thread {session.thread.key} at {session.thread.position}" if session.thread else ""
+    click.echo(_dim(f"[state {session.current.id}{on}]"))
+
+
+async def _following(session: _Session, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The turn's events; when another writer moved the thread meanwhile, follow it (and re-raise)."""
+    from immagent._errors import ConflictError
+
+    try:
+        async for event in events:
+            yield event
+    except ConflictError as exc:
+        if exc.current is not None:
+            session.thread, session.current = exc.current, await exc.current.head()
+        raise
 
 
 async def _command(session: _Session, line: str) -> bool:
@@ -170,8 +211,10 @@ async def _command(session: _Session, line: str) -> bool:
         root = (await current.lineage())[0]
         for text in await family_lines(root, current=current.id):
             click.echo(text)
-    elif word == "/back":
-        if current.parent_id is None:
+    elif word in ("/back", "/undo"):
+        if word == "/undo" and session.thread is None:
+            click.echo("/undo moves a thread: start the chat with --thread KEY (or use /back)")
+        elif current.parent_id is None:
             click.echo("already at the first state of this lineage")
         else:
             await _move(session, await session.store.load_agent(current.parent_id))
@@ -194,8 +237,9 @@ async def _command(session: _Session, line: str) -> bool:
     elif word == "/meta":
         if rest:
             metadata = {**current.metadata, **_pairs(rest)}
-            session.current = await current.with_metadata(metadata)
-            click.echo(f"new state {session.current.id} with metadata {json.dumps(metadata, sort_keys=True)}")
+            child = await current.with_metadata(metadata)
+            await _move(session, child, quiet=True)
+            click.echo(f"new state {child.id} with metadata {json.dumps(metadata, sort_keys=True)}")
         else:
             await _describe(current)
     else:
@@ -217,10 +261,27 @@ def _pairs(text: str) -> dict[str, Any]:
     return out
 
 
-async def _move(session: _Session, state: PersistentAgent) -> None:
+async def _move(session: _Session, state: PersistentAgent, *, quiet: bool = False) -> None:
+    """Make ``state`` current (and move the thread to it, when the chat follows one)."""
+    if session.thread is not None:
+        from immagent._errors import ConflictError
+
+        try:
+            session.thread = await session.thread.move(state)
+        except ConflictError as exc:
+            if exc.current is not None:
+                session.thread, session.current = exc.current, await exc.current.head()
+            raise
     session.current = state
+    if quiet:
+        return
     count = len(await state.messages())
-    click.echo(f"now at state {state.id} ({count} messages); your next message grows a new branch from it")
+    on = (
+        f"; thread {session.thread.key} moved to position {session.thread.position}" if session.thread else ""
+    )
+    click.echo(
+        f"now at state {state.id} ({count} messages){on}; your next message grows a new branch from it"
+    )
 
 
 async def _describe(state: PersistentAgent) -> None:
@@ -251,6 +312,13 @@ def _read_line(interactive: bool) -> str | None:
 @click.option(
     "--name", default=None, help="Resume the newest state named NAME, or start a new agent so named."
 )
+@click.option(
+    "--thread",
+    "thread_key",
+    metavar="KEY",
+    default=None,
+    help="Follow thread KEY: resume where it points and move it with every turn (created on first use).",
+)
 @model_option
 @click.option("--system", default=None, help="System prompt of a new agent.")
 @click.option(
@@ -260,15 +328,18 @@ def _read_line(interactive: bool) -> str | None:
     metavar="COMMAND",
     help="An MCP server to start for tools, e.g. 'python -m immagent.examples.weather_server' (repeatable).",
 )
+@tenant_option
 @url_option
 @click.pass_context
 def chat(
     ctx: click.Context,
     agent_id: str | None,
     name: str | None,
+    thread_key: str | None,
     model: str | None,
     system: str | None,
     servers: tuple[str, ...],
+    tenant: str | None,
     url: str | None,
 ) -> None:
     """Chat with an agent, resuming any state; replies stream as they arrive.
@@ -276,21 +347,26 @@ def chat(
     Every turn is saved as it completes (a new state); Ctrl-C during a reply cancels that turn and saves
     nothing. Type /help in the chat for its commands. Exit code 1 when a turn failed.
     """
-    if agent_id is not None and name is not None:
-        raise click.UsageError("pass --agent or --name, not both")
+    if sum(x is not None for x in (agent_id, name, thread_key)) > 1:
+        raise click.UsageError("pass one of --agent, --name or --thread")
     model_typed = ctx.get_parameter_source("model") is click.core.ParameterSource.COMMANDLINE
     interactive = sys.stdin.isatty()
     if interactive:
         import readline  # noqa: F401 - line editing and history for input()
 
     with asyncio.Runner() as runner:
-        session = runner.run(_open(url, agent_id, name, model, model_typed, system, servers))
+        session = runner.run(
+            _open(url, tenant, agent_id, name, thread_key, model, model_typed, system, servers)
+        )
         try:
             _loop(runner, session, interactive)
         finally:
             runner.run(session.stack.aclose())
     click.echo(f"last state: {session.current.id}")
-    click.echo(f"continue with: immagent chat --agent {session.current.id}")
+    if session.thread is not None:
+        click.echo(f"continue with: immagent chat --thread {session.thread.key}")
+    else:
+        click.echo(f"continue with: immagent chat --agent {session.current.id}")
     if session.failed:
         ctx.exit(1)
 

@@ -1,8 +1,9 @@
 """``immagent demo``: a tour of immutable agent states in a few seconds, offline by default.
 
-It creates an agent, advances it twice, runs one tool turn through the example MCP weather server
-(shipped in the package), clones a state and advances both branches differently, then prints each
-branch's conversation and the family tree, and how to continue one branch in ``immagent chat``.
+It creates an agent and a thread on it, advances the thread twice, runs one tool turn through the
+example MCP weather server (shipped in the package), clones a state and advances both branches
+differently, moves the thread to the other branch and back (its log keeps every position), then prints
+each branch's conversation, the family tree and the thread's log, and how to continue in ``immagent chat``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from immagent.cli._common import (
 if TYPE_CHECKING:
     from immagent._mcp import MCPManager
     from immagent._store import Store
-    from immagent._views import PersistentAgent
+    from immagent._views import PersistentAgent, Thread
 
 SYSTEM_PROMPT = (
     "You are a concise travel assistant. When asked about current weather, call the get_weather tool "
@@ -47,24 +48,33 @@ async def _connect_weather(mcp: MCPManager) -> None:
     await mcp.connect("weather", sys.executable, ["-m", "immagent.examples.weather_server"])
 
 
-async def _tour(store: Store, mcp: MCPManager, model: str) -> tuple[PersistentAgent, PersistentAgent]:
+async def _tour(store: Store, mcp: MCPManager, model: str) -> tuple[PersistentAgent, PersistentAgent, Thread]:
     agent = await store.create_agent(name="demo", system_prompt=SYSTEM_PROMPT, model=model)
     _step(f"created agent {agent.id} (model {model}, no messages yet)")
+    thread = await store.create_thread(f"demo-trip-{agent.id.hex[-8:]}", agent)
+    _step(f"created thread {thread.key!r} pointing at it (position 0 of the thread's log)")
     for text in TURNS:
         parent = agent
-        agent = await agent.advance(text)
+        thread = await thread.advance(text)  # the turn and the thread's move: one transaction
+        agent = await thread.head()
         _step(f"advanced {parent.id} -> {agent.id}: {await agent.last_response()}")
     parent = agent
-    agent = await agent.advance(TOOL_TURN, mcp=mcp)
+    thread = await thread.advance(TOOL_TURN, mcp=mcp)
+    agent = await thread.head()
     calls = [c for m in (await agent.messages())[len(await parent.messages()) :] for c in m.tool_calls or ()]
     used = ", ".join(f"{c.name}({c.arguments})" for c in calls) or "no tool"
     _step(f"tool turn {parent.id} -> {agent.id} used {used}: {await agent.last_response()}")
     twin = await agent.clone()
     _step(f"cloned {agent.id} -> {twin.id} (same parent, same history, no message copied)")
-    branch_a, branch_b = await asyncio.gather(agent.advance(BRANCH_A), twin.advance(BRANCH_B))
-    _step(f"branch A {agent.id} -> {branch_a.id}")
+    thread, branch_b = await asyncio.gather(thread.advance(BRANCH_A), twin.advance(BRANCH_B))
+    branch_a = await thread.head()
+    _step(f"branch A {agent.id} -> {branch_a.id} (the thread moved with it)")
     _step(f"branch B {twin.id} -> {branch_b.id}")
-    return branch_a, branch_b
+    thread = await thread.move(branch_b)
+    _step(f"moved thread {thread.key!r} to branch B (position {thread.position})")
+    thread = await thread.move(branch_a)
+    _step(f"moved it back to branch A (position {thread.position}); no row was rewritten")
+    return branch_a, branch_b, thread
 
 
 @click.command()
@@ -87,7 +97,7 @@ def demo(ctx: click.Context, model: str | None, url: str | None) -> None:
         async with open_store(url, create=True, migrate=False) as store, MCPManager() as mcp:
             # LiteLLM's first import, the migration and the MCP server's start overlap.
             await asyncio.gather(prepare_model(chosen), store.migrate(), _connect_weather(mcp))
-            a, b = await _tour(store, mcp, chosen)
+            a, b, thread = await _tour(store, mcp, chosen)
             for title, state in (("Branch A", a), ("Branch B", b)):
                 click.echo()
                 click.echo(click.style(f"{title}: conversation of {state.id}", bold=True))
@@ -95,16 +105,24 @@ def demo(ctx: click.Context, model: str | None, url: str | None) -> None:
             root = (await a.lineage())[0]
             click.echo()
             click.echo(click.style("Family tree of states (each line is one immutable state):", bold=True))
-            for line in await family_lines(root):
+            for line in await family_lines(root, store=store):
                 click.echo("  " + line)
+            click.echo()
+            click.echo(
+                click.style(f"Log of thread {thread.key!r} (every position stays readable):", bold=True)
+            )
+            for move in await thread.log():
+                click.echo(f"  {move.position}  {move.kind:8} -> {move.agent_id}")
             click.echo()
             click.echo(f"Branch A: {a.id}")
             click.echo(f"Branch B: {b.id}")
+            click.echo(f"Thread: {thread.key}")
             click.echo(f"Done in {time.monotonic() - started:.1f}s.")
+            on = f" --url {url}" if typed_url else ""
             click.echo(
-                "Continue a branch with the command below "
+                "Continue the thread with the command below "
                 '(add --mcp "python -m immagent.examples.weather_server" for the weather tools):'
             )
-            click.echo(f"  immagent chat --agent {a.id}" + (f" --url {url}" if typed_url else ""))
+            click.echo(f"  immagent chat --thread {thread.key}{on}")
 
     asyncio.run(run())

@@ -69,6 +69,7 @@ class DemoRun:
     folder: Path
     branch_a: str
     branch_b: str
+    thread: str  # the key of the thread the demo moved
 
     @property
     def db_path(self) -> Path:
@@ -94,7 +95,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     ids = dict(re.findall(r"^Branch ([AB]): ([0-9a-f-]{36})$", result.stdout, re.MULTILINE))
-    _DEMO.append(DemoRun(result, seconds, folder, ids["A"], ids["B"]))
+    [thread] = re.findall(r"^Thread: (\S+)$", result.stdout, re.MULTILINE)
+    _DEMO.append(DemoRun(result, seconds, folder, ids["A"], ids["B"], thread))
     return _DEMO[0]
 
 
