@@ -1,5 +1,6 @@
 """Database faults: an error at every statement of every write and at its commit, cancellation at random
-points of a turn (the commit included), and PostgreSQL backends terminated mid-session.
+points of a turn (the commit included), and PostgreSQL backends terminated mid-session
+(DatabaseUnavailableError, the driver's error chained).
 
 After each fault: no partial rows (the database is byte-for-byte unchanged, or holds the whole turn),
 the old agent still works, and the next call succeeds (the pool replaces dead connections by itself).
@@ -22,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from immagent import PersistentAgent, Store
+from immagent import DatabaseUnavailableError, PersistentAgent, Store
 from immagent.testing import ScriptedModel, ScriptedReply
 from tests.reliability._support import (
     Tally,
@@ -387,11 +388,12 @@ async def test_a_backend_terminated_during_a_call_fails_cleanly_writes_nothing_a
         event.listen(store.engine.sync_engine, "before_cursor_execute", on_execute)
         event.listen(store.engine.sync_engine, "commit", on_commit)
         try:
-            with pytest.raises(DBAPIError):  # a clean driver error, not a hang or an odd crash
+            with pytest.raises(DatabaseUnavailableError) as info:  # typed, not a hang or an odd crash
                 await one.advance("during the kill")
         finally:
             event.remove(store.engine.sync_engine, "before_cursor_execute", on_execute)
             event.remove(store.engine.sync_engine, "commit", on_commit)
+        assert isinstance(info.value.__cause__, DBAPIError)  # the driver's error is chained
         assert killed and killed[0] >= 1
         assert await snapshot(admin_engine) == before  # nothing was written
 
