@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from immagent import (
     AgentNotFoundError,
+    DatabaseUnavailableError,
     ImmAgentError,
     LLMError,
     Message,
@@ -55,6 +56,7 @@ STATUS: tuple[tuple[type[ImmAgentError], int], ...] = (
     (ValidationError, 422),
     (LLMError, 502),
     (SchemaError, 503),
+    (DatabaseUnavailableError, 503),
     (ImmAgentError, 500),
 )
 

@@ -17,8 +17,15 @@ from sqlalchemy.pool import StaticPool
 #: How long a writer waits for SQLite's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 30
 
+#: ``Store.connect(command_timeout=)``'s default: how long one round trip to a database server (opening
+#: a connection, a statement, the commit) may take before the call fails with DatabaseUnavailableError.
+#: It bounds a turn on a network path that drops packets silently (no FIN, no RST).
+DEFAULT_COMMAND_TIMEOUT_S = 60.0
 
-def engine_options(url: str, *, max_size: int, recycle: float) -> dict[str, Any]:
+
+def engine_options(
+    url: str, *, max_size: int, recycle: float, command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT_S
+) -> dict[str, Any]:
     """``create_async_engine`` keyword arguments for ``url``."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -36,7 +43,18 @@ def engine_options(url: str, *, max_size: int, recycle: float) -> dict[str, Any]
         "pool_recycle": recycle,
         # No pool_pre_ping (a round trip per checkout): prepare_engine() checks the connection's
         # socket at checkout instead, which costs one non-blocking poll.
+        "connect_args": _timeouts(parsed.get_driver_name(), command_timeout),
     }
+
+
+def _timeouts(driver: str, seconds: float | None) -> dict[str, Any]:
+    """The driver's own connect and statement timeouts (a silently dropped path fails, never hangs)."""
+    if seconds is None:
+        return {}
+    if driver == "asyncpg":
+        # timeout: opening a connection; command_timeout: each statement, BEGIN and COMMIT included.
+        return {"timeout": seconds, "command_timeout": seconds}
+    return {}
 
 
 def prepare_engine(engine: AsyncEngine) -> None:

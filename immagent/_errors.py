@@ -9,6 +9,7 @@ ImmAgentError
 ├── ConflictError                       a thread moved meanwhile; ``current`` says where it is now
 │   └── ThreadExistsError               create_thread with a key already taken in the tenant
 ├── AgentNotRegisteredError             a view used without a store (e.g. built by hand)
+├── DatabaseUnavailableError            the database could not be reached; nothing was written
 ├── ImmutabilityError                   an attempt to UPDATE an immagent row
 ├── LLMError                            the model call failed (after retries)
 ├── ToolExecutionError                  a tool failed (reported to the model, not raised by advance)
@@ -82,6 +83,15 @@ class ThreadExistsError(ConflictError):
 
 class AgentNotRegisteredError(ImmAgentError):
     """A PersistentAgent view has no store bound (it was built by hand or deserialised)."""
+
+
+class DatabaseUnavailableError(ImmAgentError):
+    """The database server could not be reached or went away during the call (refused, lost, timed out).
+
+    The driver's error is chained (``__cause__``). The call's transaction did not commit, so retry it once
+    the server answers again: the pool replaces broken connections by itself. Genuine SQL errors (an
+    integrity error, a syntax error) are never turned into this one.
+    """
 
 
 class ImmutabilityError(ImmAgentError):

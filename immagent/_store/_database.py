@@ -7,23 +7,30 @@ Every operation of every part of the store goes through ``write()`` or ``read()`
 - ``read()`` is a short session whose connection returns to the pool when the block ends.
 - Neither is ever held across a model or tool call: callers read, release, run the pure core, then write.
 - Both check once per store that the database is at this library's migration head (SchemaError).
+- A cancellation never interrupts a statement, the commit, the rollback or the connection's return to
+  the pool: each runs to its end in a task of its own, then the cancellation goes on (``to_completion``).
+  Interrupted, SQLAlchemy would invalidate the connection and close it without a rollback; on SQLite the
+  cancelled statement's cursor keeps that closed connection alive ("zombie", sqlite3_close_v2) with its
+  open write transaction, so every later writer waited for the lock until the garbage collector ran.
+- A connection-level failure (server down, connection refused or lost, a network timeout) leaves as
+  DatabaseUnavailableError, chaining the driver's error; SQL errors stay what they are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import literal, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from immagent import _validation as check
-from immagent._engine import engine_options, prepare_engine
-from immagent._errors import MessageNotFoundError, SchemaError, ValidationError
+from immagent._engine import DEFAULT_COMMAND_TIMEOUT_S, engine_options, prepare_engine
+from immagent._errors import DatabaseUnavailableError, MessageNotFoundError, SchemaError, ValidationError
 from immagent._migrations import (
     HEAD_REVISION,
     current_revision_sync,
@@ -33,7 +40,59 @@ from immagent._migrations import (
 )
 from immagent._urls import database_url
 
-__all__ = ["Database", "check_session", "schema_error"]
+__all__ = ["Database", "check_session", "schema_error", "to_completion", "unavailable"]
+
+_T = TypeVar("_T")
+
+
+async def to_completion(awaitable: Awaitable[_T]) -> _T:
+    """Await ``awaitable`` in a task of its own that a cancellation of the caller does not interrupt:
+    the caller waits for it to end (a second cancellation too), then the cancellation is re-raised."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what the caller sees
+        raise cancelled
+    return task.result()
+
+
+class UnitSession(AsyncSession):
+    """The store's own sessions: every database round trip runs to its end even if the caller is
+    cancelled meanwhile (see the module's docstring)."""
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await to_completion(super().execute(*args, **kwargs))
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        return await to_completion(super().scalar(*args, **kwargs))
+
+    async def scalars(self, *args: Any, **kwargs: Any) -> Any:
+        return await to_completion(super().scalars(*args, **kwargs))
+
+    async def flush(self, objects: Any = None) -> None:
+        await to_completion(super().flush(objects))
+
+
+async def _end(session: AsyncSession, *, commit: bool) -> None:
+    """Commit (or not), roll back what did not commit, and return the connection to the pool.
+
+    The explicit rollback after a failed commit matters: SQLAlchemy then marks the connection's
+    transaction as ended without a ROLLBACK reaching the driver, and the pool skips its own reset."""
+    try:
+        if commit:
+            try:
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+    finally:
+        await session.close()
 
 
 class Database:
@@ -42,7 +101,9 @@ class Database:
     def __init__(self, engine: AsyncEngine, *, owns_engine: bool) -> None:
         self.engine = engine
         self.owns_engine = owns_engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self.sessions = async_sessionmaker(
+            engine, class_=UnitSession, expire_on_commit=False, autoflush=False
+        )
         self.dialect = engine.dialect.name
         self._schema_checked = False
         self._schema_lock = asyncio.Lock()
@@ -61,6 +122,7 @@ class Database:
         min_size: int,
         max_size: int,
         max_inactive_connection_lifetime: float,
+        command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT_S,
     ) -> Database:
         """A shared engine as given, or an engine of our own (pool warmed, so a bad URL fails here)."""
         if engine is not None:
@@ -74,15 +136,23 @@ class Database:
         if min_size > max_size:
             raise ValidationError("min_size", f"must be <= max_size ({max_size}), got {min_size}")
         check.seconds("max_inactive_connection_lifetime", max_inactive_connection_lifetime)
+        if command_timeout is not None:
+            check.seconds("command_timeout", command_timeout)
         resolved = database_url(url)
         own = create_async_engine(
             resolved,
-            **engine_options(resolved, max_size=max_size, recycle=max_inactive_connection_lifetime),
+            **engine_options(
+                resolved,
+                max_size=max_size,
+                recycle=max_inactive_connection_lifetime,
+                command_timeout=command_timeout,
+            ),
         )
         prepare_engine(own)
         database = cls(own, owns_engine=True)
         try:
-            await database._warm(min(min_size, max_size))
+            with _connection_failures():
+                await to_completion(database._warm(min(min_size, max_size)))
         except BaseException:
             await own.dispose()
             raise
@@ -103,28 +173,44 @@ class Database:
             await self.engine.dispose()
 
     async def ping(self) -> bool:
-        async with self.engine.connect() as conn:
-            await conn.execute(select(literal(1)))
+        async def one() -> None:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(literal(1)))
+
+        with _connection_failures():
+            await to_completion(one())
         return True
 
     # ------------------------------------------------------------------ schema
 
     async def migrate(self, revision: str) -> None:
-        async with self.engine.begin() as conn:
-            found = await conn.run_sync(current_revision_sync)
-            if found is not None and not is_known_revision(found):
-                raise schema_error(found)
-            await conn.run_sync(upgrade_sync, revision)
+        async def upgrade() -> None:
+            async with self.engine.begin() as conn:
+                found = await conn.run_sync(current_revision_sync)
+                if found is not None and not is_known_revision(found):
+                    raise schema_error(found)
+                await conn.run_sync(upgrade_sync, revision)
+
+        with _connection_failures():
+            await to_completion(upgrade())
         self._schema_checked = False
 
     async def downgrade(self, revision: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(downgrade_sync, revision)
+        async def down() -> None:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(downgrade_sync, revision)
+
+        with _connection_failures():
+            await to_completion(down())
         self._schema_checked = False
 
     async def revision(self) -> str | None:
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(current_revision_sync)
+        async def read() -> str | None:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(current_revision_sync)
+
+        with _connection_failures():
+            return await to_completion(read())
 
     async def require_schema(self) -> None:
         """Check once per store that the database is at this library's head; SchemaError otherwise."""
@@ -143,25 +229,80 @@ class Database:
     @asynccontextmanager
     async def write(self, session: AsyncSession | None = None) -> AsyncIterator[AsyncSession]:
         """One transaction of our own, committed at the end; or the caller's session, flushed but not
-        committed, so the caller's transaction decides."""
+        committed, so the caller's transaction decides (and, if the caller is cancelled, rolls back)."""
         check_session(session)
-        await self.require_schema()
-        try:
-            if session is not None:
-                yield session
-                await session.flush()
-                return
-            async with self._write_lock, self.sessions() as own, own.begin():
-                yield own
-        except IntegrityError as exc:
-            raise _integrity_error(exc) from exc
+        with _connection_failures():
+            await self.require_schema()
+            try:
+                if session is not None:
+                    yield session
+                    await to_completion(session.flush())
+                    return
+                async with self._write_lock:
+                    own = self.sessions()
+                    try:
+                        yield own
+                    except BaseException:
+                        await to_completion(_end(own, commit=False))
+                        raise
+                    await to_completion(_end(own, commit=True))
+            except IntegrityError as exc:
+                mapped = _integrity_error(exc)
+                if mapped is exc:
+                    raise
+                raise mapped from exc
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A short read session; its connection goes back to the pool on exit."""
-        await self.require_schema()
-        async with self.sessions() as session:
-            yield session
+        with _connection_failures():
+            await self.require_schema()
+            session = self.sessions()
+            try:
+                yield session
+            finally:
+                await to_completion(_end(session, commit=False))
+
+
+#: What a driver raises when the server cannot be reached at all (refused, unreachable, timed out).
+_NETWORK_ERRORS = (OSError, TimeoutError)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """True for a connection-level failure: SQLAlchemy saw the connection die (and invalidated it), or
+    the driver could not reach the server. A SQL error on a live connection is never one."""
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc.orig, _NETWORK_ERRORS) or _refused(exc)
+    return isinstance(exc, _NETWORK_ERRORS)
+
+
+def _refused(exc: DBAPIError) -> bool:
+    """The server answered but will not take connections now (starting up, shutting down, in recovery:
+    SQLSTATE class 57P, as asyncpg reports it)."""
+    driver_error = getattr(exc.orig, "__cause__", None)  # SQLAlchemy's adapter wraps asyncpg's error
+    state = getattr(exc.orig, "sqlstate", None) or getattr(driver_error, "sqlstate", None)
+    return isinstance(state, str) and state.startswith("57P")
+
+
+@contextlib.contextmanager
+def _connection_failures() -> Iterator[None]:
+    """Turn a connection-level failure into DatabaseUnavailableError (the driver's error chained)."""
+    try:
+        yield
+    except (DBAPIError, *_NETWORK_ERRORS) as exc:
+        if not unavailable(exc):
+            raise
+        raise DatabaseUnavailableError(
+            f"the database is unavailable ({_reason(exc)}); nothing was committed by this call: check that "
+            "the server is running and reachable, then retry (the pool reconnects by itself)"
+        ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own words, on one line."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = " ".join(str(cause).split()) or "no message"
+    return f"{type(cause).__name__}: {text}"[:300]
 
 
 def check_session(session: object) -> None:

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from immagent import _validation as check
 from immagent._advance import TurnEvent, TurnOptions
 from immagent._constants import DEFAULT_TENANT
+from immagent._engine import DEFAULT_COMMAND_TIMEOUT_S
 from immagent._messages import Message
 from immagent._store import _agents, _removal, _threads, _transfer, _turns
 from immagent._store._cache import ViewCache
@@ -85,15 +86,22 @@ class Store:
         min_size: int = 2,
         max_size: int = 10,
         max_inactive_connection_lifetime: float = 300.0,
+        command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT_S,
     ) -> Store:
         """Open a store. ``url`` defaults to $IMMAGENT_DATABASE_URL, else ``sqlite+aiosqlite:///immagent.db``;
-        ``engine=`` shares an existing engine (never disposed by the store). Never fails on the schema."""
+        ``engine=`` shares an existing engine (never disposed by the store). Never fails on the schema.
+
+        ``command_timeout`` (seconds, None for no bound) caps each round trip to a database server:
+        opening a connection, a statement, the commit. Past it the call raises DatabaseUnavailableError,
+        so a network path that drops packets silently cannot hang a turn. A server that cannot be reached
+        at all is DatabaseUnavailableError here too."""
         database = await Database.open(
             url,
             engine=engine,
             min_size=min_size,
             max_size=max_size,
             max_inactive_connection_lifetime=max_inactive_connection_lifetime,
+            command_timeout=command_timeout,
         )
         return cls(database)
 

@@ -4,13 +4,15 @@ inside engine events (so a commit can be slowed down or interrupted where it rea
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.util import await_only
 
 from immagent._orm import AgentRow, MessageRow, TextRow
@@ -36,6 +38,35 @@ async def row_ids(engine: AsyncEngine) -> dict[str, set[UUID]]:
             table = row.__table__
             out[table.name] = set((await conn.execute(select(table.c.id))).scalars())
     return out
+
+
+async def open_transactions(engine: AsyncEngine) -> int:
+    """How many transactions are still open on ``engine``'s database, seen from outside the pool: the
+    write lock on SQLite (a fresh connection tries to take it without waiting), the sessions idle in a
+    transaction on PostgreSQL."""
+    if engine.dialect.name == "sqlite":
+        probe = sqlite3.connect(str(engine.url.database), timeout=0)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return 0
+        except sqlite3.OperationalError as exc:
+            assert "locked" in str(exc), exc
+            return 1
+        finally:
+            probe.close()
+    outside = create_async_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with outside.connect() as conn:
+            found = await conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+                )
+            )
+            return int(found.scalar_one())
+    finally:
+        await outside.dispose()
 
 
 def kept_rows(snapshot: list[tuple[Any, ...]], ids: set[UUID]) -> list[tuple[Any, ...]]:

@@ -1,5 +1,6 @@
 """Database faults: an error at every statement of every write and at its commit, cancellation at random
-points of a turn (the commit included), and PostgreSQL backends terminated mid-session.
+points of a turn (the commit included), and PostgreSQL backends terminated mid-session
+(DatabaseUnavailableError, the driver's error chained).
 
 After each fault: no partial rows (the database is byte-for-byte unchanged, or holds the whole turn),
 the old agent still works, and the next call succeeds (the pool replaces dead connections by itself).
@@ -22,9 +23,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from immagent import PersistentAgent, Store
+from immagent import DatabaseUnavailableError, PersistentAgent, Store
 from immagent.testing import ScriptedModel, ScriptedReply
-from tests.reliability._support import Tally, kept_rows, pause_in_event, row_ids, run_in_event
+from tests.reliability._support import (
+    Tally,
+    kept_rows,
+    open_transactions,
+    pause_in_event,
+    row_ids,
+    run_in_event,
+)
 from tests.support.db import InjectedFault, StatementFault, snapshot
 
 # -- an error at the k-th statement of each write, for every k, and at the commit ---------------------------
@@ -162,6 +170,7 @@ async def test_a_turn_cancelled_at_a_random_point_is_committed_whole_or_not_at_a
             turn.cancel()
             with contextlib.suppress(asyncio.CancelledError):  # it may have finished first
                 await turn
+            assert await open_transactions(store.engine) == 0  # no lock, no half-open transaction
             after = await snapshot(store.engine)
             assert kept_rows(after, {row[0] for row in before}) == before  # no row was rewritten
             if after == before:
@@ -193,28 +202,45 @@ async def test_a_turn_cancelled_at_a_random_point_is_committed_whole_or_not_at_a
     await _pool_is_healthy(store)
 
 
-@pytest.mark.parametrize("where", ["INSERT INTO immagent_messages", "INSERT INTO immagent_agents", "commit"])
-async def test_a_turn_cancelled_inside_the_commit_writes_nothing(
+#: Each step of a turn's write, where a cancellation lands in the deterministic test, and what it leaves:
+#: before the COMMIT nothing is written; from the COMMIT on (the pool's reset after it included) the
+#: write runs to its end, so the whole turn is there, and the caller still sees CancelledError.
+STEPS = {
+    "begin": "nothing written",
+    "INSERT INTO immagent_messages": "nothing written",
+    "INSERT INTO immagent_agents": "nothing written",
+    "commit": "committed",
+    "reset": "committed",
+}
+
+
+@pytest.mark.parametrize("where", list(STEPS))
+async def test_a_turn_cancelled_at_each_step_of_its_write_is_whole_or_absent_and_leaves_no_transaction(
     store: Store, scripted: ScriptedModel, tally: Tally, where: str
 ) -> None:
-    """Cancel while the write transaction itself runs: between the INSERTs, or while COMMIT waits."""
+    """Cancel while the write itself runs: at BEGIN, between the INSERTs, in the COMMIT, in the pool's
+    reset of the connection. No transaction stays open and no lock is held; the next write succeeds."""
     root = await store.create_agent(name="cancel", system_prompt="p", model=scripted.model)
     one = await root.advance("start")
     reached = asyncio.Event()
 
+    def pause(step: str) -> None:
+        if step == where and not reached.is_set():
+            reached.set()
+            pause_in_event(0.2)  # the cancellation arrives during this pause
+
     def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith(where):
-            reached.set()
-            pause_in_event(5.0)  # cancelled long before this ends
+        pause(next((s for s in STEPS if statement.startswith(s)), ""))
 
-    def on_commit(conn: Any) -> None:
-        if where == "commit":
-            reached.set()
-            pause_in_event(5.0)
-
+    hooks: list[tuple[Any, str, Callable[..., None]]] = [
+        (store.engine.sync_engine, "before_cursor_execute", on_execute),
+        (store.engine.sync_engine, "begin", lambda conn: pause("begin")),
+        (store.engine.sync_engine, "commit", lambda conn: pause("commit")),
+        (store.engine.pool, "reset", lambda dbapi, record, state: pause("reset")),
+    ]
     before = await snapshot(store.engine)
-    event.listen(store.engine.sync_engine, "before_cursor_execute", on_execute)
-    event.listen(store.engine.sync_engine, "commit", on_commit)
+    for target, name, hook in hooks:
+        event.listen(target, name, hook)
     try:
         turn = asyncio.create_task(one.advance(f"cancelled at {where}"))
         await asyncio.wait_for(reached.wait(), 10)
@@ -222,9 +248,15 @@ async def test_a_turn_cancelled_inside_the_commit_writes_nothing(
         with pytest.raises(asyncio.CancelledError):
             await turn
     finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", on_execute)
-        event.remove(store.engine.sync_engine, "commit", on_commit)
-    assert await snapshot(store.engine) == before
+        for target, name, hook in hooks:
+            event.remove(target, name, hook)
+    assert await open_transactions(store.engine) == 0
+    after = await snapshot(store.engine)
+    if STEPS[where] == "nothing written":
+        assert after == before
+    else:
+        assert kept_rows(after, {row[0] for row in before}) == before
+        assert len(after) == len(before) + 3  # the whole turn: two messages and the new state
     fine = await one.advance("after")
     assert fine.parent_id == one.id
     await _pool_is_healthy(store)
@@ -356,11 +388,12 @@ async def test_a_backend_terminated_during_a_call_fails_cleanly_writes_nothing_a
         event.listen(store.engine.sync_engine, "before_cursor_execute", on_execute)
         event.listen(store.engine.sync_engine, "commit", on_commit)
         try:
-            with pytest.raises(DBAPIError):  # a clean driver error, not a hang or an odd crash
+            with pytest.raises(DatabaseUnavailableError) as info:  # typed, not a hang or an odd crash
                 await one.advance("during the kill")
         finally:
             event.remove(store.engine.sync_engine, "before_cursor_execute", on_execute)
             event.remove(store.engine.sync_engine, "commit", on_commit)
+        assert isinstance(info.value.__cause__, DBAPIError)  # the driver's error is chained
         assert killed and killed[0] >= 1
         assert await snapshot(admin_engine) == before  # nothing was written
 

