@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import loads, original, persist, startup, throughput
+from benchmarks import loads, original, persist, startup, threads, throughput
 from benchmarks._support import (
     ROOT,
     Backend,
@@ -29,7 +29,7 @@ from benchmarks._support import (
     write_json,
 )
 
-BACKEND_FIGURES = ("persist", "bytes", "cold_load", "throughput", "original")
+BACKEND_FIGURES = ("persist", "bytes", "cold_load", "throughput", "threads", "original")
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
 
 
@@ -63,6 +63,7 @@ async def _ours(backend: Backend, settings: Settings) -> dict[str, Any]:
     figures.pop("bases")
     figures["cold_load"] = await loads.run(backend, settings)
     figures["throughput"] = await throughput.run(backend, settings)
+    figures["threads"] = await threads.run(backend, settings)
     return figures
 
 
@@ -82,6 +83,7 @@ def run_backend(
         out.append(_print(block, target))
     out.append(_print(loads.render(name, figures["cold_load"]), figures["cold_load"]["target"]))
     out.append(_print(throughput.render(name, figures["throughput"]), figures["throughput"]["target"]))
+    out.append(_print(threads.render(name, figures["threads"]), figures["threads"]["target"]))
     side = {"rows": [], "pass": None, "target": "side by side (no target)"}
     if provider is None:
         figures["original"] = {**side, "status": "PostgreSQL only (0.1.2 has no SQLite backend)"}

@@ -14,7 +14,7 @@ import pytest
 from benchmarks.run import main
 from tests.support.postgres import PostgresServer
 
-BACKEND_FIGURES = ("persist", "bytes", "cold_load", "throughput", "original")
+BACKEND_FIGURES = ("persist", "bytes", "cold_load", "throughput", "threads", "original")
 
 
 def _positive(value: float) -> bool:
@@ -50,6 +50,9 @@ def test_the_quick_benchmark_measures_and_writes_every_figure_on_both_backends(
         assert len(throughput) == len(results["settings"]["agents"]) * len(results["settings"]["latencies"])
         assert all(_positive(r["turns_per_s"]) for r in throughput)
         assert figures["throughput"]["peak_checked_out"] <= figures["throughput"]["pool_size"]
+        turns, paging = figures["threads"]["turns"], figures["threads"]["paging"]
+        assert turns["statements"]["thread"] == turns["statements"]["plain"] + 1
+        assert all(_positive(paging[k]) for k in ("first_ms", "keyset_ms", "offset_ms"))
         assert "status" in figures["original"]
         assert f"1. Persist cost per turn, {name}" in printed
 

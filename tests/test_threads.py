@@ -331,7 +331,7 @@ async def test_two_processes_advancing_one_thread_never_lose_or_duplicate_a_move
         model.uninstall()
     await store.create_thread("shared", root)
     go = tmp_path / "go"
-    command = [sys.executable, "-m", "tests.support.thread_writer", db_url, "shared", "25", str(go)]
+    command = [sys.executable, "-m", "tests.support.thread_writer", db_url, "shared", "15", str(go)]
     writers = [
         await asyncio.create_subprocess_exec(*command, cwd=REPO, stdout=PIPE, stderr=PIPE) for _ in range(2)
     ]
@@ -341,10 +341,10 @@ async def test_two_processes_advancing_one_thread_never_lose_or_duplicate_a_move
     for writer, (_, err) in zip(writers, results, strict=True):
         assert writer.returncode == 0, err.decode()
     counts = [json.loads(out) for out, _ in results]
-    assert [c["wins"] for c in counts] == [25, 25]
+    assert [c["wins"] for c in counts] == [15, 15]
     log = await (await store.load_thread("shared")).log()
-    assert [m.position for m in log] == list(range(51))
+    assert [m.position for m in log] == list(range(31))
     states = await store.load_agents(m.agent_id for m in log)
     assert all(s.parent_id == p.id for p, s in itertools.pairwise(states))
     stats = await store.stats()
-    assert (stats["agents"], stats["messages"], stats["thread_moves"]) == (51, 100, 51)
+    assert (stats["agents"], stats["messages"], stats["thread_moves"]) == (31, 60, 31)
