@@ -5,6 +5,8 @@ and one clear line for a missing API key. The model is the scripted OpenAI-compa
 from __future__ import annotations
 
 import re
+import shlex
+import sys
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -228,3 +230,34 @@ async def test_a_thread_chat_moves_the_thread_with_every_turn_and_undo_moves_it_
 
     plain = run_cli("chat", "--model", MODEL, cwd=tmp_path, env=env, stdin="/undo\n")
     assert "/undo moves a thread: start the chat with --thread KEY" in plain.stdout
+
+
+async def test_the_offline_chat_calls_a_fitting_weather_tool_and_answers_with_its_result(
+    tmp_path: Path,
+) -> None:
+    # The command from the issue, with the test's interpreter: no key, no system prompt naming the tool.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+    server = f"{shlex.quote(sys.executable)} -m immagent.examples.weather_server"
+    script = "What's the weather in Paris?\nWhere should we eat tonight?\n"
+    result = run_cli(
+        "chat", "--mcp", server, cwd=tmp_path, env=cli_env(IMMAGENT_DATABASE_URL=url), stdin=script
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert '[tool] get_weather({"city": "Paris"})' in out
+    assert "[tool] get_weather -> Paris: 18°C, light rain" in out
+    assert "assistant> The weather tool says: Paris: 18°C, light rain" in out
+    assert out.count("For dinner") == 1  # "weather" has "eat" inside it, but not as a word
+
+    weather, dinner = STATE.findall(out)
+    async with await Store.connect(url) as store:
+        state = await store.load_agent(weather)
+        assert "get_weather" not in await state.system_prompt()  # offered, not named, and still used
+        messages = await state.messages()
+        assert [m.role for m in messages] == ["user", "assistant", "tool", "assistant"]
+        [call] = messages[1].tool_calls or ()
+        assert (call.name, call.arguments) == ("get_weather", '{"city": "Paris"}')
+        assert (messages[2].tool_call_id, messages[2].content) == (call.id, "Paris: 18°C, light rain")
+        assert messages[3].content == "The weather tool says: Paris: 18°C, light rain"
+        last = await (await store.load_agent(dinner)).last_response()
+        assert last is not None and last.startswith("For dinner")

@@ -49,6 +49,10 @@ async def test_a_wrong_expectation_fails(immagent_store, scripted_model):
     scripted_model.reply("Goodbye")
     greeted = await greet(immagent_store, scripted_model.model, "Joe")
     assert await greeted.last_response() == "Hello"
+
+
+def test_a_sync_test_cannot_use_the_async_store(immagent_store):
+    immagent_store.clear_cache()
 '''
 
 
@@ -62,8 +66,33 @@ def test_an_app_suite_uses_the_plugin_fixtures(pytester: pytest.Pytester) -> Non
     )
     pytester.makepyfile(test_app=APP_TESTS)
     # One run (a subprocess, like an app's own pytest): three tests pass, and the one with a wrong
-    # expectation fails, so the fixtures neither break an app's tests nor hide their failures.
+    # expectation fails, so the fixtures neither break an app's tests nor hide their failures; a sync test
+    # asking for the async store errors at its setup, saying what to write instead.
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error::pytest.PytestWarning")
-    result.assert_outcomes(passed=3, failed=1)
+    result.assert_outcomes(passed=3, failed=1, errors=1)
     result.stdout.fnmatch_lines(["*FAILED test_app.py::test_a_wrong_expectation_fails*"])
     result.stdout.fnmatch_lines(["*assert 'Goodbye' == 'Hello'*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*immagent_store is an async fixture: make test_a_sync_test_cannot_use_the_async_store an async "
+            "test (`async def test_a_sync_test_cannot_use_the_async_store(immagent_store): ...`)*"
+        ]
+    )
+
+
+def test_without_pytest_asyncio_the_store_fixture_says_what_is_missing(pytester: pytest.Pytester) -> None:
+    # pytest-asyncio hidden: its plugin is not loaded, and importing it fails as if it were not installed.
+    pytester.makepyfile(pytest_asyncio="raise ImportError('pytest-asyncio is not installed here')")
+    pytester.makepyfile(
+        test_app="""
+        async def test_uses_the_store(immagent_store):
+            await immagent_store.count_agents()
+
+        def test_the_model_fixture_needs_no_event_loop(scripted_model):
+            assert scripted_model.reply("hi").pending == 1
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*immagent_store is an async fixture: install pytest-asyncio*"])
+    result.stdout.no_fnmatch_line("*fixture 'immagent_store' not found*")

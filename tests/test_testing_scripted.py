@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from immagent import (
     ToolCallStarted,
     TurnComplete,
 )
-from immagent.testing import ScriptedModel, ScriptedReply
+from immagent.testing import ScriptedModel, ScriptedReply, ScriptedRequest, echo
 
 
 def agent_for(model: ScriptedModel) -> SimpleAgent:
@@ -168,3 +169,130 @@ async def test_a_persistent_agent_on_the_plugin_store(
     assert await reloaded.messages() == await new.messages()
     assert await reloaded.token_usage() == (8, 2)
     assert immagent_store.engine.dialect.name == "sqlite"
+
+
+async def test_reply_takes_a_scripted_reply_as_it_is(
+    scripted_model: ScriptedModel, weather_tools: MCPManager
+) -> None:
+    call = ("r1", "get_weather", '{"city": "Cairo"}')
+    scripted_model.reply(ScriptedReply(content=None, tool_calls=[call], input_tokens=7, output_tokens=2))
+    scripted_model.reply(ScriptedReply("Hot and dry.", input_tokens=9, output_tokens=3))
+    agent = await agent_for(scripted_model).advance("Cairo?", mcp=weather_tools)
+    asked, result, final = agent.messages()[1:]
+    assert [(c.id, c.name, c.arguments) for c in asked.tool_calls or ()] == [call]
+    assert result.content == "Cairo: 34°C, hot and dry"
+    assert (final.content, final.input_tokens, final.output_tokens) == ("Hot and dry.", 9, 3)
+    assert agent.token_usage() == (16, 5)
+
+
+BAD_CALLS: list[tuple[str, Any, type[Exception], str]] = [
+    ("a number as the text", lambda m: m.reply(42), TypeError, "reply() takes the reply's text (a str"),
+    (
+        "an OpenAI message as the text",
+        lambda m: m.reply({"role": "assistant", "content": "hi"}),
+        TypeError,
+        "or a ScriptedReply, got dict",
+    ),
+    (
+        "a ScriptedReply with keywords beside it",
+        lambda m: m.reply(ScriptedReply("hi"), input_tokens=3),
+        TypeError,
+        "reply() takes a ScriptedReply alone",
+    ),
+    (
+        "tool arguments as a dict",
+        lambda m: m.reply(None, tool_calls=[("c1", "get_weather", {"city": "Paris"})]),
+        TypeError,
+        "(the arguments are JSON text: json.dumps(...))",
+    ),
+    (
+        "one tool call not in a list",
+        lambda m: m.reply(None, tool_calls=("c1", "get_weather", "{}")),
+        TypeError,
+        "tool_calls: each call is one of (id, name, arguments_json) tuples of str",
+    ),
+    (
+        "tool calls as a string",
+        lambda m: m.reply(None, tool_calls='[["c1", "get_weather", "{}"]]'),
+        TypeError,
+        "tool_calls: a list of (id, name, arguments_json)",
+    ),
+    ("tokens as text", lambda m: m.reply("x", input_tokens="3"), TypeError, "input_tokens: a whole number"),
+    ("negative tokens", lambda m: m.reply("x", output_tokens=-1), ValueError, "output_tokens: must be >= 0"),
+    ("a delay as text", lambda m: m.reply("x", delay="1"), TypeError, "delay: seconds as a number"),
+    ("a negative delay", lambda m: m.reply("x", delay=-1), ValueError, "delay: seconds must be finite"),
+    ("a NaN delay", lambda m: m.reply("x", delay=float("nan")), ValueError, "delay: seconds must be finite"),
+    ("a status as text", lambda m: m.fail("500"), TypeError, "status: an HTTP error status as an int"),
+    ("a success status", lambda m: m.fail(200), ValueError, "from 400 to 599, e.g. fail(503), got 200"),
+    ("a bool status", lambda m: m.fail(True), TypeError, "status: an HTTP error status as an int"),
+    (
+        "a responder that is not callable",
+        lambda m: setattr(m, "responder", "echo"),
+        TypeError,
+        "responder: a function fn(messages) -> ScriptedReply, got str",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "error", "message"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+def test_a_misused_helper_fails_at_the_call_naming_the_right_usage(
+    scripted_model: ScriptedModel, case: str, call: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as info:
+        call(scripted_model)
+    assert message in str(info.value), str(info.value)
+    assert scripted_model.pending == 0  # nothing half-queued
+    assert scripted_model.responder is echo
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: ScriptedModel(echo), TypeError, "(pass a responder as ScriptedModel(responder=fn))"),
+        (lambda: ScriptedModel(""), ValueError, "name: a non-empty name"),
+        (lambda: ScriptedModel(responder="echo"), TypeError, "responder: a function fn(messages)"),
+        (lambda: ScriptedReply(content=3), TypeError, "content: the reply's text must be a str"),
+        (lambda: ScriptedReply(error=700), ValueError, "status: an HTTP error status from 400 to 599"),
+        (lambda: ScriptedReply(tool_calls=[("only", "two")]), TypeError, "tool_calls: each call is one of"),
+    ],
+)
+def test_a_misbuilt_model_or_reply_fails_where_it_is_made(
+    make: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        make()
+
+
+def test_a_scripted_reply_keeps_a_list_of_tool_calls_as_a_tuple() -> None:
+    reply = ScriptedReply(None, tool_calls=[["c1", "get_weather", "{}"]])
+    assert reply.tool_calls == (("c1", "get_weather", "{}"),)
+    assert hash(reply) == hash(ScriptedReply(None, tool_calls=(("c1", "get_weather", "{}"),)))
+
+
+async def test_a_responder_that_returns_no_scripted_reply_is_named_in_the_error() -> None:
+    sloppy = ScriptedModel("sloppy", responder=lambda messages: "plain text").install()  # type: ignore[arg-type,return-value]
+    try:
+        with pytest.raises(LLMError) as info:
+            await agent_for(sloppy).advance("hi", max_retries=2)
+    finally:
+        sloppy.uninstall()
+    assert "the responder of ScriptedModel('sloppy') returned str, not a ScriptedReply" in str(info.value)
+    assert len(sloppy.requests) == 1  # a mistake in the test is not retried like a provider's failure
+
+
+async def test_a_subclass_answers_from_the_whole_request(weather_tools: MCPManager) -> None:
+    class ToolLister(ScriptedModel):
+        def respond(self, request: ScriptedRequest) -> ScriptedReply:
+            names = sorted(t["function"]["name"] for t in request.tools)
+            return ScriptedReply(f"{len(request.messages)} messages; tools: {', '.join(names) or 'none'}")
+
+    lister = ToolLister("lister").install()
+    try:
+        with_tools = await agent_for(lister).advance("which tools?", mcp=weather_tools)
+        without = await agent_for(lister).advance("and now?")
+    finally:
+        lister.uninstall()
+    offered = sorted(t["function"]["name"] for t in weather_tools.get_all_tools())
+    assert "get_weather" in offered
+    assert with_tools.last_response() == f"2 messages; tools: {', '.join(offered)}"
+    assert without.last_response() == "2 messages; tools: none"
