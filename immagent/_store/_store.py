@@ -6,6 +6,7 @@ Each operation lives in the part of the store that owns its concern, and this cl
 - ``_agents``: create, load and list states, and what a bound view reads;
 - ``_turns``: a turn's read, model call and one-transaction write;
 - ``_threads``: threads, their log and their moves;
+- ``_tree``: a whole conversation tree (its states, its messages) in one query each;
 - ``_removal``: ``delete``, ``gc`` and erasure, the only paths that remove rows (with ``delete_thread``);
 - ``_transfer``: sizes, export/import;
 - ``_paging``: keyset cursors.
@@ -31,7 +32,7 @@ from immagent._advance import TurnEvent, TurnOptions
 from immagent._constants import DEFAULT_TENANT
 from immagent._engine import DEFAULT_COMMAND_TIMEOUT_S
 from immagent._messages import Message
-from immagent._store import _agents, _removal, _threads, _transfer, _turns
+from immagent._store import _agents, _removal, _threads, _transfer, _tree, _turns
 from immagent._store._cache import ViewCache
 from immagent._store._database import Database
 from immagent._store._paging import Page
@@ -191,6 +192,18 @@ class Store:
     async def find_by_name(self, name: str) -> tuple[PersistentAgent, ...]:
         """States whose name is exactly ``name`` (case-sensitive), newest first."""
         return await _agents.find_by_name(self, name)
+
+    async def tree(self, state: PersistentAgent | UUID | str) -> tuple[PersistentAgent, ...]:
+        """Every state of the conversation tree ``state`` belongs to (its ``root_id``: the root and all
+        grown from it), oldest first, in one query: what a drawing of the whole family needs, where
+        ``children()`` would cost a query per state. ``state`` is a view or the id of any of them."""
+        return await _tree.states(self, state)
+
+    async def tree_messages(self, state: PersistentAgent | UUID | str) -> tuple[Message, ...]:
+        """Every message of the conversation tree ``state`` belongs to (each stored once, whichever
+        states share it), by depth, in one query; a state's history is the path from its ``head_id``
+        up the ``parent_id`` links."""
+        return await _tree.messages(self, state)
 
     # ------------------------------------------------------------------ threads
 
