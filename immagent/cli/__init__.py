@@ -1,5 +1,5 @@
 """The ``immagent`` command: ``db`` (migrations), ``demo``, ``chat``, ``agents``/``show``/``tree``,
-``threads``, ``export``/``import``, ``gc``, ``erase``.
+``threads``, ``export``/``import``, ``gc``, ``erase``, ``ui`` (the web inspector, an optional extra).
 
 Exit codes: 0 ok, 1 failure, 2 usage. Errors print one line; ``--debug`` shows the traceback. Each
 command lives in its own module and is imported only when it runs (or when help lists it).
@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "gc": "immagent.cli.browse:gc",
     "threads": "immagent.cli.threads:threads",
     "erase": "immagent.cli.threads:erase",
+    "ui": "immagent.cli.ui:ui",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 from uuid import UUID
 
 import click
@@ -21,6 +21,9 @@ from immagent._messages import Message, utcnow
 from immagent._views import PersistentAgent, SystemPrompt
 from immagent.cli import url_option
 from immagent.cli._common import CLIError, open_store
+
+if TYPE_CHECKING:
+    from immagent._store import Store
 
 
 class StateExport(BaseModel):
@@ -43,6 +46,26 @@ def export_schema() -> dict[str, object]:
     return StateExport.model_json_schema(mode="serialization")
 
 
+async def export_document(store: Store, agent_id: UUID | str) -> StateExport:
+    """The export document of state ``agent_id`` (``immagent export`` and the inspector's download)."""
+    agent = await store.load_agent(agent_id)
+    lineage = await agent.lineage()
+    messages = await agent.messages()
+    prompts = {a.system_prompt_id: await a.system_prompt() for a in lineage}
+    return StateExport(
+        state_id=agent.id,
+        exported_at=utcnow(),
+        agents=lineage,
+        system_prompts=tuple(SystemPrompt(id=i, content=c) for i, c in prompts.items()),
+        messages=messages,
+    )
+
+
+def export_text(document: StateExport) -> str:
+    """The document as the file holds it: indented JSON and a final newline."""
+    return document.model_dump_json(indent=2) + "\n"
+
+
 @click.command()
 @click.argument("agent_id", metavar="ID", required=False)
 @click.option(
@@ -60,20 +83,9 @@ def export(agent_id: str | None, output: IO[str], schema_only: bool, url: str | 
 
     async def run() -> StateExport:
         async with open_store(url) as store:
-            agent = await store.load_agent(agent_id)
-            lineage = await agent.lineage()
-            messages = await agent.messages()
-            prompts = {a.system_prompt_id: await a.system_prompt() for a in lineage}
-        return StateExport(
-            state_id=agent.id,
-            exported_at=utcnow(),
-            agents=lineage,
-            system_prompts=tuple(SystemPrompt(id=i, content=c) for i, c in prompts.items()),
-            messages=messages,
-        )
+            return await export_document(store, agent_id)
 
-    document = asyncio.run(run())
-    output.write(document.model_dump_json(indent=2) + "\n")
+    output.write(export_text(asyncio.run(run())))
 
 
 @click.command(name="import")

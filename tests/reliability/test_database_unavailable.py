@@ -15,14 +15,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
 from immagent import DatabaseUnavailableError, PersistentAgent, Store, ValidationError
 from immagent.testing import ScriptedModel
 from tests.reliability._support import Tally, open_transactions
 from tests.support.db import empty_tables, snapshot
 from tests.support.postgres import PostgresServer, start_dedicated_postgres
-from tests.support.proxy import BlackholeProxy
+from tests.support.proxy import BlackholeProxy, upstream_of, url_through
 
 
 @pytest.fixture(scope="module")
@@ -143,21 +142,6 @@ async def test_a_server_stopped_during_a_call_writes_nothing_and_the_next_call_w
 # -- a network path that drops silently ------------------------------------------------------------------
 
 
-def _upstream(url: str) -> tuple[str, int] | str:
-    """Where a PostgreSQL URL points: (host, port), or the unix socket's path."""
-    parsed = make_url(url)
-    host = parsed.query.get("host") or parsed.host or "127.0.0.1"
-    assert isinstance(host, str)
-    port = parsed.port or 5432
-    return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
-
-
-def _through(url: str, proxy: BlackholeProxy) -> str:
-    parsed = make_url(url)
-    query = {k: v for k, v in parsed.query.items() if k != "host"}
-    return parsed.set(host="127.0.0.1", port=proxy.port, query=query).render_as_string(hide_password=False)
-
-
 TIMEOUT = 1.0  # the store's command_timeout in these tests
 
 
@@ -165,8 +149,10 @@ TIMEOUT = 1.0  # the store's command_timeout in these tests
 async def test_a_silently_dropped_network_path_fails_in_bounded_time_and_the_pool_recovers(
     own_url: str, scripted: ScriptedModel, tally: Tally, where: str
 ) -> None:
-    with BlackholeProxy(_upstream(own_url)).running() as proxy:
-        store = await Store.connect(_through(own_url, proxy), min_size=2, max_size=2, command_timeout=TIMEOUT)
+    with BlackholeProxy(upstream_of(own_url)).running() as proxy:
+        store = await Store.connect(
+            url_through(own_url, proxy), min_size=2, max_size=2, command_timeout=TIMEOUT
+        )
         try:
             agent = await _one_turn(store, scripted)
             before = await snapshot(store.engine)

@@ -101,11 +101,12 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
 
 
 class ChatProcess:
-    """``immagent chat`` with pipes: write lines, wait for text on stdout or stderr, send signals."""
+    """``immagent chat`` (or another long-running ``command``, such as ``ui``) with pipes: write lines,
+    wait for text on stdout or stderr, send signals."""
 
-    def __init__(self, *args: str, cwd: Path, env: dict[str, str]) -> None:
+    def __init__(self, *args: str, cwd: Path, env: dict[str, str], command: str = "chat") -> None:
         self.proc = subprocess.Popen(
-            [IMMAGENT, "chat", *args],
+            [IMMAGENT, command, *args],
             cwd=cwd,
             env=env,
             stdin=subprocess.PIPE,

@@ -15,7 +15,9 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 
-__all__ = ["BlackholeProxy"]
+from sqlalchemy.engine import make_url
+
+__all__ = ["BlackholeProxy", "upstream_of", "url_through"]
 
 
 class BlackholeProxy:
@@ -105,3 +107,19 @@ class BlackholeProxy:
                 return
             writer.write(data)
             await writer.drain()
+
+
+def upstream_of(url: str) -> tuple[str, int] | str:
+    """Where a PostgreSQL URL points: (host, port), or the unix socket's path."""
+    parsed = make_url(url)
+    host = parsed.query.get("host") or parsed.host or "127.0.0.1"
+    assert isinstance(host, str)
+    port = parsed.port or 5432
+    return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
+
+
+def url_through(url: str, proxy: BlackholeProxy) -> str:
+    """``url`` pointed at ``proxy`` instead of the server."""
+    parsed = make_url(url)
+    query = {k: v for k, v in parsed.query.items() if k != "host"}
+    return parsed.set(host="127.0.0.1", port=proxy.port, query=query).render_as_string(hide_password=False)
