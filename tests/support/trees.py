@@ -20,11 +20,29 @@ from typing import Literal
 from immagent import Message, PersistentAgent, Store, SystemPrompt
 from immagent._ids import content_id, uuid7
 
-__all__ = ["Shape", "store_tree", "synthetic_tree"]
+__all__ = ["Shape", "new_root", "store_tree", "synthetic_tree"]
 
 Shape = Literal["linear", "chat", "bushy"]
 PROMPT = "You are a patient tester."
 START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def new_root(name: str, prompt: SystemPrompt, created_at: datetime, **fields: object) -> PersistentAgent:
+    """A root state built by hand (no store): an empty history, ``fields`` overriding the defaults."""
+    root_id = uuid7()
+    values: dict[str, object] = {
+        "id": root_id,
+        "root_id": root_id,
+        "parent_id": None,
+        "name": name,
+        "system_prompt_id": prompt.id,
+        "head_id": None,
+        "model": "immagent/synthetic",
+        "metadata": {},
+        "model_settings": {},
+        "created_at": created_at,
+    }
+    return PersistentAgent.model_validate({**values, **fields})
 
 
 def synthetic_tree(
@@ -34,19 +52,7 @@ def synthetic_tree(
     rng = random.Random(seed)
     prompt = SystemPrompt(id=content_id(PROMPT), content=PROMPT)
     clock = iter(START + timedelta(milliseconds=i) for i in range(10 * n + 10))
-    root_id = uuid7()
-    root = PersistentAgent(
-        id=root_id,
-        root_id=root_id,
-        parent_id=None,
-        name=name,
-        system_prompt_id=prompt.id,
-        head_id=None,
-        model="immagent/synthetic",
-        metadata={},
-        model_settings={},
-        created_at=next(clock),
-    )
+    root = new_root(name, prompt, next(clock))
     states, messages = [root], []
     depth_of: dict[object, int] = {}
     for i in range(1, n):

@@ -129,11 +129,11 @@ def error_line(page: str) -> str:
 
 
 @contextmanager
-def served(app: ASGIApp) -> Iterator[str]:
+def served(app: ASGIApp, *, lifespan: str = "on") -> Iterator[str]:
     """``app`` served by uvicorn on a free 127.0.0.1 port, in a thread (its own event loop, so the
     store the app opens lives there); yields the base URL, stops the server afterwards."""
     sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
     runner = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="immagent-ui-test-server", daemon=True
     )
