@@ -68,3 +68,20 @@ def test_the_quick_benchmark_measures_and_writes_every_figure_on_both_backends(
     assert all(_positive(first["advance_s"]) for first in startup["first_turn"].values())
     assert "litellm" not in startup["heavy_modules_loaded_by_import"]
     assert set(results["verdicts"]) >= {f"{b}.{f}" for b in ("sqlite", "postgresql") for f in BACKEND_FIGURES}
+
+
+def test_the_inspectors_tree_benchmark_measures_every_shape_and_view(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks.ui import main as ui_main
+
+    assert ui_main(["--quick", "--backend", "sqlite"]) == 0
+    printed = capsys.readouterr().out
+    rows = [line.split("|")[1:-1] for line in printed.splitlines() if line.startswith("| SQLite")]
+    assert [(r[1].strip(), r[2].strip()) for r in rows] == [
+        (shape, view) for shape in ("linear", "chat", "bushy") for view in ("folded", "full")
+    ]
+    for row in rows:
+        nodes, draw_ms, page_ms = int(row[4].replace(",", "")), float(row[5]), float(row[6].replace(",", ""))
+        assert 0 < nodes <= 50 and draw_ms > 0 and page_ms > 0 and row[8].strip() in ("PASS", "MISS")
+    assert "target: the tree page of 50 states in under 1 s" in printed

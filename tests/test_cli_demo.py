@@ -57,7 +57,8 @@ def test_the_demo_shows_the_tool_turn_both_branches_and_the_tree(demo_run: DemoR
         ("6", "move"),
     ]
     assert log.splitlines()[-2].endswith(b) and log.splitlines()[-1].endswith(a)  # moved, then moved back
-    assert out.rstrip().endswith(f"\n  immagent chat --thread {demo_run.thread}")  # how to continue
+    assert f"\n  immagent chat --thread {demo_run.thread}\n" in out  # how to continue
+    assert out.rstrip().endswith("\n  immagent ui --open")  # and where to look at it all
 
 
 async def test_the_demo_database_holds_what_it_printed(demo_run: DemoRun) -> None:

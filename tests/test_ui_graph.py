@@ -26,6 +26,8 @@ def assert_lanes_never_cross_nodes(drawing: Drawing) -> None:
     another branch may sit on that stretch of the lane."""
     occupied = {(n.x, n.y) for n in drawing.nodes}
     for edge in drawing.edges:
+        if edge.kind == "same":
+            continue  # a clone's tie to its twin runs beside the lanes, not down one
         (_, top), (x, bottom) = edge.parent, edge.child
         for y in range(top + ROW, bottom, ROW):
             assert (x, y) not in occupied, (edge.d, x, y)
@@ -37,7 +39,13 @@ def test_with_full_every_state_is_one_node_and_every_child_one_edge(shape: str) 
     drawing = draw(family(states, messages, {}), full=True)
     assert drawing.nodes[0].state_id == states[0].id
     assert Counter(n.state_id for n in drawing.nodes) == Counter(s.id for s in states)
-    assert len(drawing.edges) == len(states) - 1
+    steps = [e for e in drawing.edges if e.kind == "step"]
+    assert len(steps) == len(states) - 1
+    clones = [n for n in drawing.nodes if n.kind == "clone"]
+    ties = {e.child for e in drawing.edges if e.kind == "same"}  # each clone tied to its twin
+    assert ties == {(n.x, n.y) for n in clones} and len(ties) == len(clones) == len(drawing.edges) - len(
+        steps
+    )
     assert drawing.states == 300 and drawing.collapsed == 0
     assert len({n.y for n in drawing.nodes}) == 300  # one row each
     assert_lanes_never_cross_nodes(drawing)
@@ -60,7 +68,7 @@ def test_a_first_child_continues_its_parents_lane_and_a_branch_takes_another() -
 def test_lanes_are_reused_so_a_bushy_tree_stays_narrow() -> None:
     states, messages, _ = synthetic_tree(1000, "bushy")
     drawing = draw(family(states, messages, {}), full=True)
-    branches = sum(1 for e in drawing.edges if e.parent[0] != e.child[0])
+    branches = sum(1 for e in drawing.edges if e.kind == "step" and e.parent[0] != e.child[0])
     assert branches > 300 and drawing.lanes < branches / 3  # far fewer lanes than branches
     assert_lanes_never_cross_nodes(drawing)
 

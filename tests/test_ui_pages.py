@@ -121,7 +121,8 @@ async def test_the_tree_page_draws_every_state_and_marks_clones_thread_heads_and
     svg = page[page.index("<svg") : page.index("</svg>")]
     for state in story:
         assert f'id="n-{state.id}"' in svg and f'href="/state/{state.id}"' in svg
-    assert svg.count('class="node ') == 7 and svg.count('<path class="edge') == 6
+    assert svg.count('class="node ') == 7 and svg.count('<path class="edge step"') == 6
+    assert svg.count('<path class="edge same"') == 1  # the clone, tied to the state it copies
     assert f"clone: same history as {short_id(story.weather.id)}" in svg
     assert re.search(rf'<a id="n-{story.branch_a.id}" class="node turn thread"', svg)
     assert re.search(rf'<a id="n-{story.branch_b.id}" class="node turn current"', svg)

@@ -118,6 +118,9 @@ def test_the_wheel_carries_the_migrations_and_installs_quickly(installed: Instal
         "immagent/migrations/versions/0002_threads_tenants.py",
         "immagent/_migrations.py",
         "immagent/cli/db.py",
+        "immagent/ui/_app.py",  # the inspector, with its templates and stylesheet (the ui extra's code)
+        "immagent/ui/templates/tree.html",
+        "immagent/ui/static/ui.css",
     } <= names
     assert not any("__pycache__" in n for n in names)
     print(f"\nwheel built and installed into a fresh venv in {installed.seconds:.1f}s")

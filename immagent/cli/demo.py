@@ -124,5 +124,6 @@ def demo(ctx: click.Context, model: str | None, url: str | None) -> None:
                 '(add --mcp "python -m immagent.examples.weather_server" for the weather tools):'
             )
             click.echo(f"  immagent chat --thread {thread.key}{on}")
+            click.echo(f"See it all in a browser (pip install 'immagent[ui]'):\n  immagent ui{on} --open")
 
     asyncio.run(run())

@@ -48,7 +48,7 @@ class DrawnEdge:
     """A line from a node to its child: straight down the lane, or curving out to a new branch's lane."""
 
     d: str  # SVG path data
-    kind: str  # "run" into or out of a collapsed run, else "step"
+    kind: str  # "step" parent to child, "run" into or out of a folded run, "same" a clone to its twin
     parent: tuple[int, int]  # (x, y) of the parent's node
     child: tuple[int, int]
 
@@ -181,8 +181,16 @@ def draw(fam: Family, *, current: UUID | None = None, full: bool = False) -> Dra
             into_run = isinstance(node, tuple) or isinstance(parent, tuple)
             edges.append(DrawnEdge(d, "run" if into_run else "step", (px, py), (x, y)))
         nodes.append(_node(fam, node, runs, x, y, current))
+    at = {n.state_id: (n.x, n.y) for n in nodes if n.kind != "run"}
+    for member in fam.members.values():  # a clone and the state whose history it shares, tied
+        if member.twin_of is not None and member.id in at and member.twin_of in at:
+            (x1, y1), (x2, y2) = at[member.twin_of], at[member.id]
+            bulge = max(x1, x2) + LANE
+            edges.append(
+                DrawnEdge(f"M{x1} {y1}C{bulge} {y1} {bulge} {y2} {x2} {y2}", "same", (x1, y1), (x2, y2))
+            )
     height = PAD * 2 + max(len(order) - 1, 0) * ROW
-    label_x = PAD + (lanes - 1) * LANE + 16
+    label_x = PAD + lanes * LANE + 8  # past the last lane, and past a clone's tie to its twin
     return Drawing(
         width=label_x + CHAR * max((_chars(n) for n in nodes), default=0) + PAD,
         height=height,

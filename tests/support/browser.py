@@ -110,7 +110,7 @@ async def launch(executable: str, profile: Path, *, bypass_csp: bool = False) ->
             headless=True,
             args=ARGS,
             bypass_csp=bypass_csp,
-            viewport={"width": 1280, "height": 800},
+            viewport={"width": 1200, "height": 560},
             accept_downloads=True,
         )
         await context.add_init_script(WATCH_SCRIPT)
