@@ -82,7 +82,8 @@ def test_a_demo_on_a_database_that_has_one_adds_a_new_family(demo_run: DemoRun, 
     url = f"sqlite:///{tmp_path / 'again.db'}"
     result = run_cli("demo", "--url", url, cwd=tmp_path, env=cli_env())
     assert result.returncode == 0, result.stderr
-    assert result.stdout.rstrip().endswith(f"--url {url}")  # the continue command keeps a typed URL
+    assert f"--url {url}\n" in result.stdout  # the continue command keeps a typed URL...
+    assert result.stdout.rstrip().endswith(f"immagent ui --url {url} --open")  # ...and the inspector
     count = run_cli("agents", "--count", "--url", url, cwd=tmp_path, env=cli_env())
     assert count.stdout.strip() == "14"
     assert not (tmp_path / "immagent.db").exists()

@@ -26,6 +26,20 @@ from tests.support.ui import served
 demo_run = cli_support.demo_run
 
 
+def test_without_chromium_ci_fails_and_elsewhere_it_is_skipped_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IMMAGENT_TEST_CHROMIUM", "/nowhere/chromium")
+    monkeypatch.delenv("IMMAGENT_REQUIRE_BROWSER", raising=False)
+    why = "the inspector's browser tests need chromium and found none at /nowhere/chromium: install Debian's"
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=re.escape(why)):
+        chromium_or_explain()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=re.escape(why)):
+        chromium_or_explain()
+
+
 @pytest.fixture(scope="module")
 def chromium() -> str:
     return chromium_or_explain()

@@ -17,15 +17,15 @@ __all__ = ["serve"]
 async def _check(url: str | None, tenant: str | None, echo: Callable[[str], None]) -> None:
     """Fail now, in one line, on a database that cannot be opened (a missing SQLite file, a server that
     does not answer); warn, and serve anyway, on one behind its schema (the pages say so too)."""
-    from immagent._migrations import HEAD_REVISION
-    from immagent._store._database import schema_error
+    from immagent._errors import SchemaError
     from immagent.cli import one_line
     from immagent.cli._common import open_store
 
     async with open_store(url, tenant=tenant) as store:
-        found = await store.schema_revision()
-    if found != HEAD_REVISION:
-        echo(f"warning: {one_line(schema_error(found))}")
+        try:
+            await store.list_agents(limit=0)  # the first read checks the schema
+        except SchemaError as exc:
+            echo(f"warning: {one_line(exc)}")
 
 
 def _listen(host: str, port: int) -> socket.socket:
