@@ -314,3 +314,19 @@ def test_templates_escape_everything_and_nothing_is_marked_safe() -> None:
         code = source.read_text()
         for unsafe in ("|safe", "| safe", "Markup", "autoescape false", "{% autoescape", "__html__"):
             assert unsafe not in code, (source.name, unsafe)
+
+
+async def test_a_deleted_state_is_a_gap_in_the_tree_and_its_descendants_still_open(
+    client: TestClient, story: Story, store: Store
+) -> None:
+    await store.delete(story.weather)
+    tree = ok(client, f"/state/{story.branch_a.id}/tree")
+    assert re.search(rf'<g id="n-{story.weather.id}" class="node gap">', tree)
+    assert (
+        f"deleted state {short_id(story.weather.id)}" in tree
+        and f'href="/state/{story.weather.id}"' not in tree
+    )
+    assert tree.count('class="node ') == 7  # six states and the gap they still hang from
+    page = text_of(ok(client, f"/state/{story.branch_a.id}"))
+    assert f"parent {story.weather.id} (deleted)" in page and "8 messages" in page
+    assert client.get(f"/state/{story.weather.id}").status_code == 404
