@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import IO, TYPE_CHECKING, Any
 from uuid import UUID
@@ -80,6 +80,25 @@ def _require_sqlite_file(url: str) -> None:
         and not os.path.exists(path)
     ):
         raise CLIError(f"no database at {path} (run `immagent demo` or `immagent chat` first, or pass --url)")
+
+
+async def together(*work: Awaitable[Any]) -> list[Any]:
+    """Await ``work`` concurrently, results in order. On the first failure the others are cancelled and
+    awaited before it is raised: unlike ``asyncio.gather``, no sibling is left running (and holding a
+    pooled connection) after the caller has moved on, for example to close the store."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_awaited(w)) for w in work]
+    except BaseExceptionGroup as failed:
+        first: BaseException = failed
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [t.result() for t in tasks]
+
+
+async def _awaited(work: Awaitable[Any]) -> Any:
+    return await work
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -195,7 +214,7 @@ async def descendants(agent: PersistentAgent) -> dict[UUID, tuple[PersistentAgen
     family: dict[UUID, tuple[PersistentAgent, ...]] = {}
     level = [agent]
     while level:
-        found = await asyncio.gather(*(node.children() for node in level))
+        found = await together(*(node.children() for node in level))
         following: list[PersistentAgent] = []
         for node, kids in zip(level, found, strict=True):
             family[node.id] = kids
@@ -243,7 +262,7 @@ async def family_lines(
     other: dict[UUID, int] = {}
     chain = list(ancestors)
     if chain:
-        siblings = await asyncio.gather(*(a.children() for a in chain))
+        siblings = await together(*(a.children() for a in chain))
         path = [*chain[1:], top]
         for ancestor, kids, step in zip(chain, siblings, path, strict=True):
             below[ancestor.id] = (step,)
@@ -257,7 +276,7 @@ async def family_lines(
             first.setdefault(kid.head_id, kid.id)
     nodes = [*chain, top, *(kid for kids in below.values() for kid in kids)]
     unique = {n.id: n for n in nodes}
-    histories = dict(zip(unique, await asyncio.gather(*(n.messages() for n in unique.values())), strict=True))
+    histories = dict(zip(unique, await together(*(n.messages() for n in unique.values())), strict=True))
     threads = await store.threads_pointing_at(unique) if store is not None else {}
 
     def children_of(node: Node) -> Sequence[Node]:

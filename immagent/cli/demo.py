@@ -23,6 +23,7 @@ from immagent.cli._common import (
     open_store,
     prepare_model,
     resolve_model,
+    together,
 )
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ async def _tour(store: Store, mcp: MCPManager, model: str) -> tuple[PersistentAg
     _step(f"tool turn {parent.id} -> {agent.id} used {used}: {await agent.last_response()}")
     twin = await agent.clone()
     _step(f"cloned {agent.id} -> {twin.id} (same parent, same history, no message copied)")
-    thread, branch_b = await asyncio.gather(thread.advance(BRANCH_A), twin.advance(BRANCH_B))
+    thread, branch_b = await together(thread.advance(BRANCH_A), twin.advance(BRANCH_B))
     branch_a = await thread.head()
     _step(f"branch A {agent.id} -> {branch_a.id} (the thread moved with it)")
     _step(f"branch B {twin.id} -> {branch_b.id}")

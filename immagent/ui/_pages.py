@@ -5,7 +5,6 @@ ValidationError (400) and an unknown one into a not-found error (404), shown as 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -15,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from immagent._errors import AgentNotFoundError, ValidationError
-from immagent.cli._common import one_line_text
+from immagent.cli._common import one_line_text, together
 from immagent.cli.transfer import export_document, export_text
 from immagent.ui import _family, _graph, _reading
 
@@ -75,7 +74,7 @@ async def agents(request: Request) -> Response:
     """States, newest first: a name search, keyset pages, the threads at each state."""
     store = _store(request)
     query, after = _param(request, "q"), _param(request, "after")
-    page, total = await asyncio.gather(
+    page, total = await together(
         store.list_agents(limit=PAGE_SIZE, name=query, after=after), store.count_agents(name=query)
     )
     exact = None
@@ -117,7 +116,7 @@ async def state(request: Request) -> Response:
     its parent, children, siblings and the threads at it."""
     store = _store(request)
     agent = await store.load_agent(request.path_params["agent_id"])
-    messages, prompt, children, threads = await asyncio.gather(
+    messages, prompt, children, threads = await together(
         agent.messages(), agent.system_prompt(), agent.children(), store.threads_pointing_at([agent])
     )
     parent, siblings = await _parent_and_siblings(store, agent)
@@ -160,7 +159,7 @@ async def tree(request: Request) -> Response:
     runs collapsed unless ``full``), branches in lanes, clones and thread heads marked."""
     store = _store(request)
     agent = await store.load_agent(request.path_params["agent_id"])
-    states, messages = await asyncio.gather(store.tree(agent), store.tree_messages(agent))
+    states, messages = await together(store.tree(agent), store.tree_messages(agent))
     threads = await store.threads_pointing_at(states)
     full = request.query_params.get("full") == "1"
     fam = _family.family(states, messages, threads)
@@ -176,7 +175,7 @@ async def compare(request: Request) -> Response:
     if a_id is None or b_id is None:
         return _render(request, "compare.html", a=None, b=None, fork=None, a_id=a_id or "", b_id=b_id or "")
     a, b = await store.load_agents([a_id, b_id])
-    a_messages, b_messages, a_lineage, b_lineage = await asyncio.gather(
+    a_messages, b_messages, a_lineage, b_lineage = await together(
         a.messages(), b.messages(), a.lineage(), b.lineage()
     )
     split = _reading.fork(a_messages, b_messages, a_lineage, b_lineage)

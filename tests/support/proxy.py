@@ -31,6 +31,7 @@ class BlackholeProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, name="blackhole-proxy", daemon=True)
         self._server: asyncio.AbstractServer | None = None
         self._pumps: set[asyncio.Task[None]] = set()
+        self._relays: set[asyncio.Task[None]] = set()  # one per client connection, until its sockets close
 
     # -- control (from any thread)
 
@@ -72,29 +73,42 @@ class BlackholeProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _stop(self) -> None:
+        """Close the listener and every relayed connection, both sides, before the loop stops: a socket
+        left to the garbage collector would be a ResourceWarning in whatever test runs then."""
         assert self._server is not None
         self._server.close()
-        for task in list(self._pumps):
+        for task in [*self._pumps, *self._relays]:
             task.cancel()
-        await asyncio.gather(*self._pumps, return_exceptions=True)
+        await asyncio.gather(*self._pumps, *self._relays, return_exceptions=True)
 
     async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        await self._open.wait()  # a connection made while the path is down gets no answer until it is back
-        if isinstance(self.upstream, str):
-            server_reader, server_writer = await asyncio.open_unix_connection(self.upstream)
-        else:
-            server_reader, server_writer = await asyncio.open_connection(*self.upstream)
-        pumps = [
-            asyncio.create_task(self._pump(client_reader, server_writer)),
-            asyncio.create_task(self._pump(server_reader, client_writer)),
-        ]
-        self._pumps.update(pumps)
+        me = asyncio.current_task()
+        assert me is not None
+        self._relays.add(me)
+        writers = [client_writer]
         try:
-            await asyncio.gather(*pumps, return_exceptions=True)
+            await self._open.wait()  # a connection made while the path is down gets no answer until then
+            if isinstance(self.upstream, str):
+                server_reader, server_writer = await asyncio.open_unix_connection(self.upstream)
+            else:
+                server_reader, server_writer = await asyncio.open_connection(*self.upstream)
+            writers.append(server_writer)
+            pumps = [
+                asyncio.create_task(self._pump(client_reader, server_writer)),
+                asyncio.create_task(self._pump(server_reader, client_writer)),
+            ]
+            self._pumps.update(pumps)
+            try:
+                await asyncio.gather(*pumps, return_exceptions=True)
+            finally:
+                self._pumps.difference_update(pumps)
         finally:
-            self._pumps.difference_update(pumps)
-            for writer in (client_writer, server_writer):
+            self._relays.discard(me)
+            for writer in writers:
                 writer.close()
+            for writer in writers:
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
