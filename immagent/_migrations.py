@@ -88,7 +88,7 @@ def is_immagent_object(obj: Any, name: str | None, type_: str, reflected: bool, 
 
 def drift_sync(connection: Connection) -> list[Any]:
     """Differences between immagent's models and the database's immagent tables (Alembic autogenerate's
-    comparison); an empty list when they agree."""
+    comparison, plus on MySQL/MariaDB what it does not compare); an empty list when they agree."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
@@ -98,7 +98,48 @@ def drift_sync(connection: Connection) -> list[Any]:
         connection,
         opts={"compare_type": True, "version_table": VERSION_TABLE, "include_object": is_immagent_object},
     )
-    return list(compare_metadata(context, Base.metadata))
+    found = list(compare_metadata(context, Base.metadata))
+    if connection.dialect.name in ("mysql", "mariadb"):
+        found.extend(_mysql_drift(connection))
+    return found
+
+
+#: The binary, NO PAD collation immagent's MySQL-family tables compare text with (exact, trailing
+#: spaces included); the two servers name it differently.
+MYSQL_EXACT_COLLATION = {"mariadb": "utf8mb4_nopad_bin", "mysql": "utf8mb4_0900_bin"}
+
+
+def _mysql_drift(connection: Connection) -> list[tuple[Any, ...]]:
+    """What Alembic leaves out on MySQL/MariaDB but immagent relies on: every table and text column in the
+    exact collation (the server's default ignores case and trailing spaces), and DATETIME(6) timestamps
+    (plain DATETIME drops microseconds)."""
+    from sqlalchemy import text
+
+    exact = MYSQL_EXACT_COLLATION["mariadb" if getattr(connection.dialect, "is_mariadb", False) else "mysql"]
+    drift: list[tuple[Any, ...]] = []
+    tables = connection.execute(
+        text(
+            "SELECT table_name, table_collation FROM information_schema.tables "
+            "WHERE table_schema = DATABASE()"
+        )
+    )
+    for table, collation in tables:
+        if table.startswith(TABLE_PREFIX) and table != VERSION_TABLE and collation != exact:
+            drift.append(("table_collation", table, collation, exact))
+    columns = connection.execute(
+        text(
+            "SELECT table_name, column_name, data_type, collation_name, datetime_precision "
+            "FROM information_schema.columns WHERE table_schema = DATABASE() ORDER BY table_name, column_name"
+        )
+    )
+    for table, column, data_type, collation, precision in columns:
+        if not table.startswith(TABLE_PREFIX) or table == VERSION_TABLE:
+            continue
+        if data_type in ("char", "varchar") and collation != exact:
+            drift.append(("column_collation", table, column, collation, exact))
+        if data_type == "datetime" and precision != 6:
+            drift.append(("datetime_precision", table, column, precision, 6))
+    return drift
 
 
 def is_known_revision(revision: str) -> bool:

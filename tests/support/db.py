@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, event, func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from immagent._orm import AgentRow, MessageRow, TextRow, ThreadMoveRow, ThreadRow
+from immagent._sql import children_first
 
-__all__ = ["InjectedFault", "StatementFault", "UpdateGuard", "row_counts", "snapshot"]
+__all__ = ["InjectedFault", "StatementFault", "UpdateGuard", "backend_of", "row_counts", "snapshot"]
 
 _ROWS = (TextRow, MessageRow, AgentRow, ThreadRow, ThreadMoveRow)
 #: Children first, as the foreign keys want.
@@ -125,13 +127,23 @@ class UpdateGuard:
         event.listen(engine.sync_engine, "before_cursor_execute", self)
 
 
+def backend_of(url: str) -> str:
+    """The test suite's name of a URL's backend: "sqlite", "postgresql" or "mysql" (MySQL or MariaDB)."""
+    name = make_url(url).get_backend_name()
+    return "mysql" if name in ("mysql", "mariadb") else name
+
+
 async def empty_tables(url: str) -> None:
-    """Delete every immagent row (children first, as the foreign keys want)."""
+    """Delete every immagent row (children first, as the foreign keys want; on MySQL, which checks them
+    row by row, the deepest messages first too)."""
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
             for row in _DELETE_ORDER:
-                await conn.execute(delete(row.__table__))
+                statement = delete(row.__table__)
+                if row is MessageRow:  # MySQL checks the foreign keys row by row: deepest first
+                    statement = children_first(statement, MessageRow.depth, engine.dialect.name)
+                await conn.execute(statement)
     finally:
         await engine.dispose()
 
