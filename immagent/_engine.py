@@ -116,10 +116,17 @@ def _discard_dead_connections(engine: AsyncEngine) -> None:
 
 
 def _has_unread_bytes(driver: Any) -> bool:
-    """True when an idle connection's socket has data or EOF waiting (a non-blocking poll)."""
+    """True when an idle connection's socket has data or EOF waiting (a non-blocking poll), or when its
+    transport is closed already (the loop saw the EOF before the driver marked itself closed)."""
     transport = getattr(driver, "_transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
+    if transport is None:
+        return False
+    if transport.is_closing():
+        return True
+    sock = transport.get_extra_info("socket")
     if sock is None:
         return False
+    if sock.fileno() < 0:
+        return True
     readable, _, _ = select.select([sock.fileno()], [], [], 0)
     return bool(readable)

@@ -6,6 +6,9 @@ The scripts are the repo's top-level ``migrations/`` folder, shipped in the whee
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,14 +53,29 @@ def upgrade_sync(connection: Connection, revision: str = "head") -> None:
     """Upgrade on an open connection (run through ``AsyncConnection.run_sync``)."""
     from alembic import command
 
-    command.upgrade(alembic_config(connection=connection), revision)
+    with _quiet_mysql_notes():
+        command.upgrade(alembic_config(connection=connection), revision)
 
 
 def downgrade_sync(connection: Connection, revision: str) -> None:
     """Downgrade on an open connection (run through ``AsyncConnection.run_sync``)."""
     from alembic import command
 
-    command.downgrade(alembic_config(connection=connection), revision)
+    with _quiet_mysql_notes():
+        command.downgrade(alembic_config(connection=connection), revision)
+
+
+@contextmanager
+def _quiet_mysql_notes() -> Iterator[None]:
+    """While DDL runs: MySQL notes that it ignores a primary key's name, and the asyncmy driver logs every
+    note as a warning; nothing is wrong, so keep them out of the output (errors still show)."""
+    driver_log = logging.getLogger("asyncmy")
+    level = driver_log.level
+    driver_log.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        driver_log.setLevel(level)
 
 
 def offline_sql(url: str | None, direction: str, revision: str) -> None:

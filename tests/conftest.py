@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from immagent import Store
-from tests.support.db import StatementCounter, backend_of, counting, empty_tables
+from tests.support.db import StatementCounter, backend_of, counting, empty_database, empty_tables
 from tests.support.mysql import MySQLServer, find_mysql
 from tests.support.postgres import PostgresServer, start_postgres
 
@@ -119,20 +119,12 @@ async def store(db_url: str) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An EMPTY database (no tables at all), for migration tests; parametrise with indirect backends."""
-    backend_name = getattr(request, "param", "sqlite")
-    if backend_name == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
-        return
-    server: PostgresServer | MySQLServer = request.getfixturevalue(
-        "pg_server" if backend_name == "postgresql" else "mysql_server"
-    )
-    url = server.create_database("immagent_fresh")
-    try:
+    with empty_database(
+        request, getattr(request, "param", "sqlite"), tmp_path / "fresh.db", "immagent_fresh"
+    ) as url:
         yield url
-    finally:
-        server.drop_database(url)
 
 
 @pytest.fixture

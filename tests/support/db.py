@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, event, func, select
@@ -21,7 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from immagent._orm import AgentRow, MessageRow, TextRow, ThreadMoveRow, ThreadRow
 from immagent._sql import children_first
 
-__all__ = ["InjectedFault", "StatementFault", "UpdateGuard", "backend_of", "row_counts", "snapshot"]
+__all__ = [
+    "InjectedFault",
+    "StatementFault",
+    "UpdateGuard",
+    "backend_of",
+    "empty_database",
+    "row_counts",
+    "snapshot",
+]
 
 _ROWS = (TextRow, MessageRow, AgentRow, ThreadRow, ThreadMoveRow)
 #: Children first, as the foreign keys want.
@@ -125,6 +134,21 @@ class UpdateGuard:
     def watch(self, engine: AsyncEngine) -> None:
         """Start checking ``engine`` (until it is disposed)."""
         event.listen(engine.sync_engine, "before_cursor_execute", self)
+
+
+@contextmanager
+def empty_database(request: Any, backend: str, sqlite_file: Path, prefix: str) -> Iterator[str]:
+    """An empty database (no tables) of ``backend``: a SQLite file, or a uniquely named database on the
+    session's PostgreSQL or MySQL/MariaDB server (``pg_server``, ``mysql_server``), dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{sqlite_file}"
+        return
+    server = request.getfixturevalue("pg_server" if backend == "postgresql" else "mysql_server")
+    url: str = server.create_database(prefix)
+    try:
+        yield url
+    finally:
+        server.drop_database(url)
 
 
 def backend_of(url: str) -> str:
