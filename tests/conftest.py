@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from immagent import Store
 from tests.support.db import StatementCounter, backend_of, counting, empty_database, empty_tables
-from tests.support.mysql import MySQLServer, find_mysql
+from tests.support.mysql import MySQLServer, MySQLUnavailableError, find_mysql
 from tests.support.postgres import PostgresServer, start_postgres
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.mcp", "pytester"]
@@ -46,23 +47,65 @@ def pg_server(pytestconfig: pytest.Config) -> Iterator[PostgresServer]:
         server.close()
 
 
+# -- MySQL/MariaDB: found once per session; without a server its cases are left out, with one line saying why
+
+_MYSQL = pytest.StashKey[tuple[MySQLServer | None, str]]()
+_MYSQL_LEFT_OUT = pytest.StashKey[int]()
+#: The parameters whose value "mysql" puts a test case on the MySQL/MariaDB server.
+_MYSQL_PARAMETERS = ("db_url", "fresh_db_url", "target_url", "host_db_url", "server_database")
+
+
+def _mysql(config: pytest.Config) -> tuple[MySQLServer | None, str]:
+    """The session's MySQL/MariaDB server (or None and why), looked for on first use only."""
+    if _MYSQL not in config.stash:
+        try:
+            config.stash[_MYSQL] = find_mysql()
+        except MySQLUnavailableError as exc:  # set but unusable: an error, never a silent fallback
+            raise pytest.UsageError(str(exc)) from None
+    return config.stash[_MYSQL]
+
+
+def _on_mysql(item: pytest.Item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(params.get(name) == "mysql" for name in _MYSQL_PARAMETERS)
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have chosen
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a MySQL/MariaDB server, leave its cases out of the run (reported in one line at the end)."""
+    on_mysql = [item for item in items if _on_mysql(item)]
+    if not on_mysql or _mysql(config)[0] is not None:
+        return
+    config.hook.pytest_deselected(items=on_mysql)
+    items[:] = [item for item in items if not _on_mysql(item)]
+    config.stash[_MYSQL_LEFT_OUT] = len(on_mysql)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    left_out = config.stash.get(_MYSQL_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(f"{left_out} MySQL/MariaDB test cases not run: {_mysql(config)[1]}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server, _ = config.stash.get(_MYSQL, (None, ""))
+    if server is not None:
+        server.close()  # drops the databases the session created
+
+
 @pytest.fixture(scope="session")
-def mysql_found(pytestconfig: pytest.Config) -> Iterator[tuple[MySQLServer | None, str]]:
+def mysql_found(pytestconfig: pytest.Config) -> tuple[MySQLServer | None, str]:
     """The MySQL/MariaDB server for the session, or None and the one line that says why not."""
-    server, line = find_mysql()
+    found = _mysql(pytestconfig)
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line(f"\nMySQL for tests: {line}")
-    try:
-        yield server, line
-    finally:
-        if server is not None:
-            server.close()
+        reporter.write_line(f"\nMySQL for tests: {found[1]}")
+    return found
 
 
 @pytest.fixture(scope="session")
 def mysql_server(mysql_found: tuple[MySQLServer | None, str]) -> MySQLServer:
-    """The MySQL/MariaDB server; the test is skipped (with the session's one reason) when there is none."""
+    """The MySQL/MariaDB server (the cases that need it were left out at collection when there is none)."""
     server, line = mysql_found
     if server is None:
         pytest.skip(line)
@@ -99,7 +142,7 @@ async def db_url(
     mysql_found: tuple[MySQLServer | None, str],
 ) -> str:
     """The URL of a migrated, empty database, once per backend."""
-    if request.param not in migrated_urls:
+    if request.param not in migrated_urls:  # only when the collection's filter was bypassed
         pytest.skip(mysql_found[1])
     url = migrated_urls[request.param]
     await empty_tables(url)

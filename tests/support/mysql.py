@@ -3,7 +3,7 @@
 `find_mysql()` tries ``$IMMAGENT_TEST_MYSQL_URL`` when set (``mysql://``, ``mariadb://`` or either with a
 driver; a set but unusable URL is an error, never a fallback), else the server this kind of machine runs
 at ``127.0.0.1:3306`` (user root, empty password) when it answers. When neither does, it returns why, in
-one line, and the MySQL cases of the suite are skipped with that line.
+one line, and the suite leaves its MySQL cases out and prints that line.
 
 A `MySQLServer` creates uniquely named databases (several developers' sessions share one server),
 hands out their SQLAlchemy URLs with the asyncmy driver, and drops them again: one by one, and every one
@@ -168,8 +168,9 @@ def find_mysql() -> tuple[MySQLServer | None, str]:
     try:
         server = MySQLServer(normalize_url(DEFAULT_URL), "default")
     except Exception as exc:
+        where = f"{make_url(DEFAULT_URL).host}:{make_url(DEFAULT_URL).port}"
         return None, (
-            f"MySQL/MariaDB cases skipped: {ENV_VAR} is unset and nothing answers at 127.0.0.1:3306 "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+            f"{ENV_VAR} is unset and no MySQL/MariaDB server answers at {where} "
+            f"({type(exc).__name__}); set {ENV_VAR}=mysql://user:password@host:port/database to use one"
         )
     return server, server.describe()
