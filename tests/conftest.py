@@ -18,13 +18,11 @@ from typing import Any
 import pytest
 
 from immagent import Store
-from tests.support.db import StatementCounter, backend_of, counting, empty_database, empty_tables
+from tests.support.db import BACKENDS, StatementCounter, backend_of, counting, empty_database, empty_tables
 from tests.support.mysql import MySQLServer, MySQLUnavailableError, find_mysql
 from tests.support.postgres import PostgresServer, start_postgres
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.mcp", "pytester"]
-
-BACKENDS = ("sqlite", "postgresql", "mysql")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -17,7 +17,7 @@ from immagent import Message, PersistentAgent, Store, SystemPrompt, ValidationEr
 from immagent.testing import ScriptedModel
 from tests.support import cli as cli_support
 from tests.support.cli import DemoRun, cli_env, run_cli
-from tests.support.db import empty_database, snapshot
+from tests.support.db import BACKENDS, empty_database, snapshot
 
 demo_run = cli_support.demo_run
 
@@ -32,7 +32,7 @@ def exported(demo_run: DemoRun, tmp_path: Path) -> dict[str, Any]:
     return document
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+@pytest.fixture(params=BACKENDS)
 def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database (no tables) to import into."""
     with empty_database(request, request.param, tmp_path / "target.db", "immagent_cli_import") as url:

@@ -31,10 +31,10 @@ from immagent._ids import content_id, uuid7
 from immagent._messages import utcnow
 from immagent._migrations import HEAD_REVISION, MYSQL_EXACT_COLLATION, VERSION_TABLE, drift_sync
 from immagent.testing import ScriptedModel
-from tests.support.db import backend_of
+from tests.support.db import BACKENDS, backend_of
 from tests.support.schema import REPO, execute, immagent_cli, read, rows, run, schema
 
-BACKENDS = pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql", "mysql"], indirect=True)
+ON_EVERY_BACKEND = pytest.mark.parametrize("fresh_db_url", BACKENDS, indirect=True)
 
 # The generic type of each column, then per backend how the database reports it. MariaDB's JSON is a
 # LONGTEXT with a json_valid() check; MySQL's TEXT would stop at 64 KiB.
@@ -177,7 +177,7 @@ async def populate(store: Store) -> None:
 # ---------------------------------------------------------------------------------------------- schema
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_an_empty_database_upgrades_to_exactly_the_expected_schema(fresh_db_url: str) -> None:
     assert await read(fresh_db_url, schema) == {"tables": {}, "triggers": [], "functions": []}
     async with await Store.connect(fresh_db_url) as store:
@@ -187,7 +187,7 @@ async def test_an_empty_database_upgrades_to_exactly_the_expected_schema(fresh_d
     assert [r[0] for r in await version_rows(fresh_db_url)] == [HEAD_REVISION]
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_head_to_base_removes_everything_but_the_version_table_and_back_up_restores_it(
     fresh_db_url: str,
 ) -> None:
@@ -208,7 +208,7 @@ async def test_head_to_base_removes_everything_but_the_version_table_and_back_up
         assert await store.count_agents() == 6
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_a_second_upgrade_runs_no_ddl_and_changes_nothing(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as store:
         await store.migrate()
@@ -228,7 +228,7 @@ async def test_a_second_upgrade_runs_no_ddl_and_changes_nothing(fresh_db_url: st
     assert (await read(fresh_db_url, schema), await read(fresh_db_url, rows)) == before
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_the_models_and_the_migrations_agree_and_check_reports_drift(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as store:
         await store.migrate()
@@ -327,7 +327,7 @@ async def test_check_reports_what_alembic_does_not_compare_on_mysql(fresh_db_url
     assert kind in drifted.stderr and "immagent_agents" in drifted.stderr
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_an_upgrade_from_0001_keeps_every_row_and_every_history(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as store:
         await store.migrate("0001")
@@ -356,7 +356,7 @@ async def test_an_upgrade_from_0001_keeps_every_row_and_every_history(fresh_db_u
         assert await store.tenant("acme").count_agents() == 0
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_a_downgrade_to_0001_keeps_agents_and_messages_and_drops_threads(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as store:
         await store.migrate()
@@ -384,7 +384,7 @@ async def test_a_downgrade_to_0001_keeps_agents_and_messages_and_drops_threads(f
 # ----------------------------------------------------------------------------- the ways to run them
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_the_cli_upgrades_downgrades_and_reports_the_revision(fresh_db_url: str) -> None:
     current = await immagent_cli("db", "current", "--url", fresh_db_url)
     assert (current.returncode, current.stdout.strip()) == (0, "none (no immagent schema)")
@@ -423,7 +423,7 @@ async def test_a_mariadb_url_migrates_to_the_same_schema_as_a_mysql_one(fresh_db
     assert await read(fresh_db_url, schema) == expected_schema("mysql")
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_alembic_runs_the_migrations_from_a_checkout(fresh_db_url: str) -> None:
     result = await run(
         sys.executable, "-m", "alembic", "-c", "alembic.ini", "upgrade", "head",
@@ -488,7 +488,7 @@ async def test_the_url_comes_from_the_option_else_the_environment_else_the_defau
 # ------------------------------------------------------------------------------ the store's schema check
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_a_database_downgraded_to_base_fails_clearly_until_migrate(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as setup:
         await setup.migrate()
@@ -507,7 +507,7 @@ async def test_a_database_downgraded_to_base_fails_clearly_until_migrate(fresh_d
         assert (await store.load_agent(agent.id)) is agent
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_a_database_a_newer_immagent_migrated_is_refused_and_left_alone(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as setup:
         await setup.migrate()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from immagent._migrations import HEAD_REVISION
-from tests.support.db import empty_database
+from tests.support.db import BACKENDS, empty_database
 from tests.support.schema import REPO, run
 
 SCRIPT = """\
@@ -98,7 +98,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     yield Installed(wheel, venv / "bin", time.monotonic() - started)
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+@pytest.fixture(params=BACKENDS)
 def host_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A second empty database of the same backend, for the host app's pipeline."""
     with empty_database(request, request.param, tmp_path / "host.db", "immagent_wheelhost") as url:
@@ -123,7 +123,7 @@ def test_the_wheel_carries_the_migrations_and_installs_quickly(installed: Instal
     assert installed.seconds < 300
 
 
-@pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql", "mysql"], indirect=True)
+@pytest.mark.parametrize("fresh_db_url", BACKENDS, indirect=True)
 async def test_the_installed_wheel_migrates_and_runs_an_agent(
     installed: Installed, fresh_db_url: str, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ from immagent._orm import AgentRow, MessageRow, TextRow, ThreadMoveRow, ThreadRo
 from immagent._sql import children_first
 
 __all__ = [
+    "BACKENDS",
     "InjectedFault",
     "StatementFault",
     "UpdateGuard",
@@ -35,6 +36,9 @@ __all__ = [
 _ROWS = (TextRow, MessageRow, AgentRow, ThreadRow, ThreadMoveRow)
 #: Children first, as the foreign keys want.
 _DELETE_ORDER = (ThreadMoveRow, ThreadRow, AgentRow, MessageRow, TextRow)
+
+#: Every backend the store is tested on ("mysql" is MySQL or MariaDB); parametrise database fixtures with it.
+BACKENDS = ("sqlite", "postgresql", "mysql")
 
 
 async def row_counts(engine: AsyncEngine) -> dict[str, int]:
