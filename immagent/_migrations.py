@@ -26,6 +26,23 @@ PACKAGE_LOCATION = "immagent:migrations"
 TABLE_PREFIX = "immagent_"
 
 
+#: The binary, NO PAD collation immagent's MySQL-family tables compare text with (exact, trailing
+#: spaces included); the two servers name it differently.
+MYSQL_EXACT_COLLATION = {"mariadb": "utf8mb4_nopad_bin", "mysql": "utf8mb4_0900_bin"}
+
+
+def mysql_table_options(dialect: Any) -> dict[str, str]:
+    """``create_table`` keyword arguments for an immagent table on MySQL/MariaDB (none elsewhere): InnoDB,
+    utf8mb4, and the exact collation as the table's default, so every text column (and every column added
+    later) compares byte for byte. The migration scripts call it: changing it changes what they create."""
+    if dialect.name not in ("mysql", "mariadb"):
+        return {}
+    exact = MYSQL_EXACT_COLLATION["mariadb" if getattr(dialect, "is_mariadb", False) else "mysql"]
+    # SQLAlchemy reads the options under the dialect's own name: mysql_* for mysql://, mariadb_* for mariadb://.
+    prefix = dialect.name
+    return {f"{prefix}_engine": "InnoDB", f"{prefix}_charset": "utf8mb4", f"{prefix}_collate": exact}
+
+
 def script_location() -> str:
     """The migrations folder: inside the installed package, else the checkout's top-level folder."""
     here = Path(__file__).resolve().parent
@@ -120,11 +137,6 @@ def drift_sync(connection: Connection) -> list[Any]:
     if connection.dialect.name in ("mysql", "mariadb"):
         found.extend(_mysql_drift(connection))
     return found
-
-
-#: The binary, NO PAD collation immagent's MySQL-family tables compare text with (exact, trailing
-#: spaces included); the two servers name it differently.
-MYSQL_EXACT_COLLATION = {"mariadb": "utf8mb4_nopad_bin", "mysql": "utf8mb4_0900_bin"}
 
 
 def _mysql_drift(connection: Connection) -> list[tuple[Any, ...]]:

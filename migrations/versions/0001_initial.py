@@ -39,6 +39,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql, postgresql
 
+from immagent._migrations import mysql_table_options
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -51,19 +53,8 @@ UuidType = sa.Uuid().with_variant(sa.Uuid(native_uuid=False), "mysql", "mariadb"
 LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 
-def table_options() -> dict[str, str]:
-    """MySQL/MariaDB table options: InnoDB, utf8mb4, and a binary NO PAD default collation (exact text)."""
-    dialect = op.get_context().dialect
-    if dialect.name not in ("mysql", "mariadb"):
-        return {}
-    exact = "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
-    # SQLAlchemy reads the options under the dialect's own name: mysql_* for mysql://, mariadb_* for mariadb://.
-    prefix = dialect.name
-    return {f"{prefix}_engine": "InnoDB", f"{prefix}_charset": "utf8mb4", f"{prefix}_collate": exact}
-
-
 def upgrade() -> None:
-    options = table_options()
+    options = mysql_table_options(op.get_context().dialect)
     op.create_table(
         "immagent_texts",
         sa.Column("id", UuidType, nullable=False),
