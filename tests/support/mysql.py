@@ -95,7 +95,9 @@ class MySQLServer:
     def create_database(self, prefix: str = "immagent_test") -> str:
         """CREATE DATABASE with a unique name starting with ``prefix``; returns its URL."""
         name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
-        self._admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        # A case-insensitive, PAD SPACE default on purpose (most servers' own): immagent's tables must not
+        # depend on it, and the tests see the trap if they did.
+        self._admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
         with self._lock:
             self._created.add(name)
         return self.url(name)
