@@ -64,6 +64,10 @@ def _timeouts(driver: str, seconds: float | None) -> dict[str, Any]:
     if driver == "asyncpg":
         # timeout: opening a connection; command_timeout: each statement, BEGIN and COMMIT included.
         return {"timeout": seconds, "command_timeout": seconds}
+    if driver == "asyncmy":
+        # Each wait for the server's answer (a statement, the COMMIT); the driver then closes the
+        # connection. It costs a timer per read (on Python 3.11 a task): command_timeout=None saves it.
+        return {"connect_timeout": seconds, "read_timeout": seconds}
     return {}
 
 

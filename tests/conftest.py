@@ -50,7 +50,7 @@ def pg_server(pytestconfig: pytest.Config) -> Iterator[PostgresServer]:
 _MYSQL = pytest.StashKey[tuple[MySQLServer | None, str]]()
 _MYSQL_LEFT_OUT = pytest.StashKey[int]()
 #: The parameters whose value "mysql" puts a test case on the MySQL/MariaDB server.
-_MYSQL_PARAMETERS = ("db_url", "fresh_db_url", "target_url", "host_db_url", "server_database")
+_MYSQL_PARAMETERS = ("db_url", "fresh_db_url", "target_url", "host_db_url", "server_database", "own_server")
 
 
 def _mysql(config: pytest.Config) -> tuple[MySQLServer | None, str]:

@@ -31,10 +31,26 @@ def test_an_unknown_scheme_is_a_validation_error_naming_the_supported_ones() -> 
     assert caught.value.field == "url"
 
 
-@pytest.mark.parametrize("url", ["postgresql+asyncpg://h/d", "mysql+asyncmy://h/d", "mariadb+asyncmy://h/d"])
-def test_server_pools_are_recycled_and_checked_by_a_socket_poll_not_a_ping(url: str) -> None:
-    options = engine_options(url, max_size=7, recycle=300.0)
-    assert options == {"pool_size": 7, "max_overflow": 0, "pool_recycle": 300.0, "pool_pre_ping": False}
+@pytest.mark.parametrize(
+    ("url", "timeouts"),
+    [
+        ("postgresql+asyncpg://h/d", {"timeout": 9.0, "command_timeout": 9.0}),
+        ("mysql+asyncmy://h/d", {"connect_timeout": 9.0, "read_timeout": 9.0}),
+        ("mariadb+asyncmy://h/d", {"connect_timeout": 9.0, "read_timeout": 9.0}),
+    ],
+)
+def test_server_pools_are_recycled_checked_by_a_socket_poll_and_bounded_in_time(
+    url: str, timeouts: dict[str, float]
+) -> None:
+    options = engine_options(url, max_size=7, recycle=300.0, command_timeout=9.0)
+    assert options == {
+        "pool_size": 7,
+        "max_overflow": 0,
+        "pool_recycle": 300.0,
+        "pool_pre_ping": False,
+        "connect_args": timeouts,
+    }
+    assert engine_options(url, max_size=7, recycle=300.0, command_timeout=None)["connect_args"] == {}
 
 
 def test_a_mysql_driver_without_the_socket_poll_pings_at_checkout() -> None:

@@ -18,6 +18,7 @@ import contextlib
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.engine import URL, make_url
@@ -65,11 +66,21 @@ def _run(coroutine: Any) -> Any:
 
 
 class MySQLServer:
-    """A MySQL or MariaDB server the tests may create databases on; ``source`` is "env" or "default"."""
+    """A MySQL or MariaDB server the tests may create databases on; ``source`` is "env", "default" or
+    "dedicated" (a server of the caller's own, which ``halt()`` and ``resume()`` stop and start)."""
 
-    def __init__(self, url: URL, source: str) -> None:
+    def __init__(
+        self,
+        url: URL,
+        source: str,
+        *,
+        stop: Callable[[], None] | None = None,
+        halt: Callable[[str], None] | None = None,
+        resume: Callable[[], None] | None = None,
+    ) -> None:
         self._url = url
         self.source = source
+        self._stop, self._halt, self._resume = stop, halt, resume
         self._created: set[str] = set()
         self._lock = threading.Lock()
         self._owner_pid = os.getpid()
@@ -123,9 +134,25 @@ class MySQLServer:
             atexit.unregister(self.close)
         if os.getpid() != self._owner_pid:
             return
+        if self._stop is not None:  # a dedicated server goes away with its databases
+            self._stop()
+            return
         for name in leftovers:
             with contextlib.suppress(Exception):
                 self._admin(f"DROP DATABASE IF EXISTS `{name}`")
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop a dedicated server while the test goes on: ``fast`` (a clean shutdown, like a restart) or
+        ``immediate`` (SIGKILL, like a crash: InnoDB recovers at the next start)."""
+        if self._halt is None:
+            raise RuntimeError(f"{self.describe()} cannot be stopped by the tests (only a dedicated one can)")
+        self._halt(mode)
+
+    def resume(self) -> None:
+        """Start a halted dedicated server again (same data, same port)."""
+        if self._resume is None:
+            raise RuntimeError(f"{self.describe()} cannot be restarted by the tests")
+        self._resume()
 
     def _admin(self, statement: str) -> Any:
         """Run one statement on a short-lived connection; the first column of its first row, if any."""
