@@ -141,6 +141,16 @@ def _sqlite_values(row: dict[str, Any], *, times_as_text: bool = True) -> list[A
     return out
 
 
+def _turn_rows(
+    base: Any, messages: tuple[Message, Message], *, times_as_text: bool = True
+) -> tuple[list[Any], list[Any]]:
+    """A turn's message values (both rows, flat) and agent values, in the columns' order, as stored."""
+    values: list[Any] = []
+    for message in messages:
+        values += _sqlite_values(message_values(message, base.root_id), times_as_text=times_as_text)
+    return values, _sqlite_values(_agent_values(base, messages[-1]), times_as_text=times_as_text)
+
+
 class MySQLFloor:
     """The same turn written with raw asyncmy: one two-row INSERT, one INSERT, COMMIT (MySQL opens the
     transaction by itself at the first statement, as it does for SQLAlchemy)."""
@@ -150,9 +160,9 @@ class MySQLFloor:
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn: Any = None
-        row = ", ".join(["%s"] * 11)
+        row, agent = ", ".join(["%s"] * N_MESSAGE), ", ".join(["%s"] * N_AGENT)
         self.messages_sql = f"INSERT INTO immagent_messages ({MESSAGE_COLUMNS}) VALUES ({row}), ({row})"
-        self.agent_sql = f"INSERT INTO immagent_agents ({AGENT_COLUMNS}) VALUES ({', '.join(['%s'] * 10)})"
+        self.agent_sql = f"INSERT INTO immagent_agents ({AGENT_COLUMNS}) VALUES ({agent})"
 
     async def open(self) -> None:
         import asyncmy
@@ -168,10 +178,7 @@ class MySQLFloor:
         )
 
     async def turn(self, base: Any, messages: tuple[Message, Message]) -> None:
-        values: list[Any] = []
-        for message in messages:
-            values += _sqlite_values(message_values(message, base.root_id), times_as_text=False)
-        agent = _sqlite_values(_agent_values(base, messages[-1]), times_as_text=False)
+        values, agent = _turn_rows(base, messages, times_as_text=False)
         async with self.conn.cursor() as cursor:
             await cursor.execute(self.messages_sql, values)
             await cursor.execute(self.agent_sql, agent)
@@ -204,11 +211,7 @@ class SqliteFloor:
         self.conn = self._connect()
 
     def _rows(self, base: Any, messages: tuple[Message, Message]) -> tuple[list[Any], list[Any]]:
-        values: list[Any] = []
-        for message in messages:
-            values += _sqlite_values(message_values(message, base.root_id))
-        agent = _sqlite_values(_agent_values(base, messages[-1]))
-        return values, agent
+        return _turn_rows(base, messages)
 
     async def turn(self, base: Any, messages: tuple[Message, Message]) -> None:
         assert self.conn is not None
