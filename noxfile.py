@@ -32,7 +32,8 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite: SQLite and a real PostgreSQL found or started by the suite itself."""
+    """The whole test suite: SQLite, a real PostgreSQL found or started by the suite itself, and MySQL/MariaDB
+    when one answers ($IMMAGENT_TEST_MYSQL_URL, else 127.0.0.1:3306)."""
     install(session, "-e", ".[dev]")
     session.run("pytest", *(session.posargs or ["-q"]))
 

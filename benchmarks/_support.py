@@ -112,7 +112,7 @@ def verdict(ok: bool | None) -> str:
 class Backend:
     """One database to benchmark on: its SQLAlchemy URL and how to get rid of it."""
 
-    name: str  # "postgresql" | "sqlite"
+    name: str  # "postgresql" | "sqlite" | "mysql"
     url: str
     dispose: Callable[[], None]
     version: str = ""
@@ -120,6 +120,10 @@ class Backend:
     @property
     def is_pg(self) -> bool:
         return self.name == "postgresql"
+
+    @property
+    def is_mysql(self) -> bool:
+        return self.name == "mysql"
 
 
 class PostgresProvider:
@@ -142,6 +146,32 @@ class PostgresProvider:
 
     def close(self) -> None:
         self.server.close()
+
+
+class MySQLProvider:
+    """A MySQL/MariaDB server found the way the test suite finds one (tests/support/mysql.py):
+    ``--mysql-url``, else $IMMAGENT_TEST_MYSQL_URL, else 127.0.0.1:3306; without one ``server`` is None
+    and ``why`` says why."""
+
+    def __init__(self, url: str | None) -> None:
+        from tests.support.mysql import MySQLServer, find_mysql, normalize_url
+
+        if url:
+            self.server: MySQLServer | None = MySQLServer(normalize_url(url), "--mysql-url")
+            self.why = self.server.describe()
+        else:
+            self.server, self.why = find_mysql()
+
+    def database(self, prefix: str = "immagent_bench") -> Backend:
+        assert self.server is not None
+        server = self.server
+        url = server.create_database(prefix)
+        product = server.describe().split(" via ")[0]
+        return Backend("mysql", url, lambda: server.drop_database(url), product)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
 
 
 def sqlite_backend(folder: Path, name: str = "bench") -> Backend:
@@ -304,7 +334,16 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for name in ("immagent", "sqlalchemy", "asyncpg", "aiosqlite", "alembic", "litellm", "pydantic"):
+    for name in (
+        "immagent",
+        "sqlalchemy",
+        "asyncpg",
+        "aiosqlite",
+        "asyncmy",
+        "alembic",
+        "litellm",
+        "pydantic",
+    ):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

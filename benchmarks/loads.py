@@ -44,7 +44,7 @@ WITH RECURSIVE l AS (
 
 async def _raw(store: Any, sql: str, key: UUID, backend: Backend) -> tuple[float, int]:
     """The recursive query alone through a plain connection (driver rows, no views)."""
-    value: Any = key.hex if not backend.is_pg else key
+    value: Any = key.hex if not backend.is_pg else key  # CHAR(32) on SQLite and MySQL
     async with store.engine.connect() as conn:
         seconds, result = await timed(lambda: conn.execute(text(sql), {"head": value, "id": value}))
         return seconds, len(result.all())

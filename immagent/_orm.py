@@ -8,6 +8,9 @@ migrations install triggers so the database refuses it too). DELETE happens only
 
 Every agent, message and thread belongs to a tenant (``tenant``, ``"default"`` unless a scoped store
 wrote it); texts are content-addressed and shared, reached only through a tenant's own agents.
+
+The column types carry their MySQL/MariaDB variants (CHAR(32) UUIDs, DATETIME(6), LONGTEXT). Text compares
+exactly there because the migrations give every table a binary NO PAD default collation.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from sqlalchemy import (
     Uuid,
     event,
 )
-from sqlalchemy.dialects.mysql import VARCHAR as MYSQL_VARCHAR
+from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME
+from sqlalchemy.dialects.mysql import LONGTEXT
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
 
@@ -48,13 +52,22 @@ NAMING_CONVENTION = {
 
 #: JSON everywhere, JSONB on PostgreSQL (smaller, indexable); Python None is SQL NULL, not JSON 'null'.
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
-Timestamp = DateTime(timezone=True)
+#: MySQL's DATETIME keeps no zone (values are UTC, read back as UTC) and drops microseconds unless fsp=6.
+Timestamp = DateTime(timezone=True).with_variant(MYSQL_DATETIME(fsp=6), "mysql", "mariadb")
+#: UUIDs as 32 hex characters on MySQL/MariaDB, as on SQLite: MariaDB's native UUID type (which
+#: SQLAlchemy 2.1 picks on 10.7+) refuses some valid version-8 UUIDs, such as ~1.5% of content ids, and
+#: sorts versions 1-5 in an order of its own.
+UuidType = Uuid().with_variant(Uuid(native_uuid=False), "mysql", "mariadb")
+#: Unbounded text; MySQL's TEXT stops at 64 KiB, so LONGTEXT there.
+LongText = Text().with_variant(LONGTEXT(), "mysql", "mariadb")
 
 
 def exact_string(length: int) -> String:
-    """A VARCHAR compared byte for byte everywhere: MySQL's default collations ignore case and trailing
-    spaces, which would make the keys ``"a"``, ``"A"`` and ``"a "`` one key."""
-    return String(length).with_variant(MYSQL_VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb")
+    """A VARCHAR compared byte for byte everywhere. MySQL's default collations ignore case and trailing
+    spaces (the keys ``"a"``, ``"A"`` and ``"a "`` would be one key, even under ``utf8mb4_bin``, which
+    pads); there the tables' own binary NO PAD collation, set by the migrations and checked by
+    ``immagent db check``, makes the column exact."""
+    return String(length)
 
 
 TenantType = exact_string(64)
@@ -72,8 +85,8 @@ class TextRow(Base):
 
     __tablename__ = "immagent_texts"
 
-    id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
-    content: Mapped[str] = mapped_column(Text)
+    id: Mapped[UUID] = mapped_column(UuidType, primary_key=True)
+    content: Mapped[str] = mapped_column(LongText)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
@@ -84,13 +97,13 @@ class MessageRow(Base):
 
     __tablename__ = "immagent_messages"
 
-    id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    id: Mapped[UUID] = mapped_column(UuidType, primary_key=True)
     tenant: Mapped[str] = mapped_column(TenantType, server_default=DEFAULT_TENANT)
-    root_id: Mapped[UUID] = mapped_column(Uuid)
-    parent_id: Mapped[UUID | None] = mapped_column(Uuid, ForeignKey("immagent_messages.id"), index=True)
+    root_id: Mapped[UUID] = mapped_column(UuidType)
+    parent_id: Mapped[UUID | None] = mapped_column(UuidType, ForeignKey("immagent_messages.id"), index=True)
     depth: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(16))
-    content: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[str | None] = mapped_column(LongText)
     tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     tool_call_id: Mapped[str | None] = mapped_column(String(255))
     input_tokens: Mapped[int | None] = mapped_column(Integer)
@@ -108,13 +121,13 @@ class AgentRow(Base):
 
     __tablename__ = "immagent_agents"
 
-    id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    id: Mapped[UUID] = mapped_column(UuidType, primary_key=True)
     tenant: Mapped[str] = mapped_column(TenantType, server_default=DEFAULT_TENANT)
-    root_id: Mapped[UUID] = mapped_column(Uuid, index=True)
-    parent_id: Mapped[UUID | None] = mapped_column(Uuid, index=True)
+    root_id: Mapped[UUID] = mapped_column(UuidType, index=True)
+    parent_id: Mapped[UUID | None] = mapped_column(UuidType, index=True)
     name: Mapped[str] = mapped_column(String(255), index=True)
-    system_prompt_id: Mapped[UUID] = mapped_column(Uuid, ForeignKey("immagent_texts.id"), index=True)
-    head_id: Mapped[UUID | None] = mapped_column(Uuid, ForeignKey("immagent_messages.id"), index=True)
+    system_prompt_id: Mapped[UUID] = mapped_column(UuidType, ForeignKey("immagent_texts.id"), index=True)
+    head_id: Mapped[UUID | None] = mapped_column(UuidType, ForeignKey("immagent_messages.id"), index=True)
     model: Mapped[str] = mapped_column(String(255))
     # "metadata" is reserved on declarative classes, so the attribute carries a trailing underscore.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType)
@@ -150,7 +163,7 @@ class ThreadMoveRow(Base):
     tenant: Mapped[str] = mapped_column(TenantType, primary_key=True)
     key: Mapped[str] = mapped_column(exact_string(255), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    agent_id: Mapped[UUID] = mapped_column(Uuid, ForeignKey("immagent_agents.id"), index=True)
+    agent_id: Mapped[UUID] = mapped_column(UuidType, ForeignKey("immagent_agents.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 

@@ -26,7 +26,8 @@ _SCHEMES = {
 
 def database_url(url: str | None = None) -> str:
     """The URL to use: the argument, else $IMMAGENT_DATABASE_URL, else the embedded SQLite default;
-    ``postgresql://`` and ``postgres://`` map to asyncpg, ``sqlite://`` to aiosqlite."""
+    ``postgresql://`` and ``postgres://`` map to asyncpg, ``sqlite://`` to aiosqlite, ``mysql://`` and
+    ``mariadb://`` to asyncmy (the ``immagent[mysql]`` extra)."""
     chosen = url or os.environ.get(ENV_VAR) or DEFAULT_URL
     if not isinstance(chosen, str) or "://" not in chosen:
         raise ValidationError("url", f"not a database URL: {chosen!r}")
@@ -34,6 +35,6 @@ def database_url(url: str | None = None) -> str:
     mapped = _SCHEMES.get(scheme.lower())
     if mapped is None:
         raise ValidationError(
-            "url", f"unsupported scheme {scheme!r}; use postgresql://, sqlite:// or postgresql+asyncpg://"
+            "url", f"unsupported scheme {scheme!r}; use postgresql://, sqlite://, mysql:// or mariadb://"
         )
     return f"{mapped}://{rest}"

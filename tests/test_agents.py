@@ -1,8 +1,9 @@
-"""Creating, loading, listing and deriving agent states, on SQLite and PostgreSQL."""
+"""Creating, loading, listing and deriving agent states, on SQLite, PostgreSQL and MySQL/MariaDB."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import pydantic
@@ -15,6 +16,8 @@ from immagent import (
     Store,
     ValidationError,
 )
+from immagent._ids import content_id, uuid7
+from immagent._views import SystemPrompt
 from tests.support.openai_server import ScriptedOpenAIServer
 
 MODEL = "gpt-4o-mini"
@@ -86,9 +89,53 @@ async def test_find_by_name_is_exact_and_case_sensitive(store: Store) -> None:
     second = await make(store, name="Bot")
     await make(store, name="bot")
     await make(store, name="Bots")
+    spaced = await make(store, name="Bot ")  # MySQL's default collations ignore case and trailing spaces
     found = await store.find_by_name("Bot")
     assert [a.id for a in found] == [second.id, first.id]
     assert await store.find_by_name("BOT") == ()
+    assert [a.id for a in await store.find_by_name("Bot ")] == [spaced.id]
+    assert await store.find_by_name("Bot  ") == ()
+    assert [a.name for a in await store.list_agents(name="BOT ")] == ["Bot "]
+
+
+async def test_every_content_id_is_storable_even_those_mariadbs_uuid_type_refuses(store: Store) -> None:
+    """MariaDB's native UUID type refuses version-8 UUIDs whose clock_seq_hi byte is 0x80 (1 in 64 content
+    ids); immagent's UUID columns take every id on every backend."""
+    prompt = next(p for p in (f"prompt {i}" for i in range(10_000)) if content_id(p).bytes[8] == 0x80)
+    agent = await store.create_agent(name="odd id", system_prompt=prompt, model=MODEL)
+    store.clear_cache()
+    assert await (await store.load_agent(agent.id)).system_prompt() == prompt
+
+
+async def test_states_of_the_same_microsecond_list_by_id_and_keep_their_exact_time(store: Store) -> None:
+    """Ties on created_at are broken by id, in Python's UUID order on every backend (MariaDB's native
+    UUID type sorts some UUID versions differently), and the microseconds read back exactly."""
+    prompt = SystemPrompt(id=content_id("p"), content="p")
+    when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    ids = sorted(
+        [uuid7() for _ in range(3)] + [uuid4() for _ in range(3)] + [content_id(str(i)) for i in range(3)]
+    )
+    states = [
+        PersistentAgent(
+            id=i,
+            root_id=i,
+            parent_id=None,
+            name="tie",
+            system_prompt_id=prompt.id,
+            head_id=None,
+            model=MODEL,
+            metadata={},
+            model_settings={},
+            created_at=when,
+        )
+        for i in ids
+    ]
+    await store.import_states(states, [], [prompt])
+    store.clear_cache()
+    listed = await store.list_agents()
+    assert [a.id for a in listed] == ids[::-1]
+    assert [a.id for a in await store.find_by_name("tie")] == ids[::-1]
+    assert {a.created_at for a in listed} == {when}
 
 
 async def test_clone_is_a_sibling_with_the_same_history(store: Store, llm: ScriptedOpenAIServer) -> None:

@@ -1,4 +1,4 @@
-"""The benchmark's smoke run (``python -m benchmarks --quick``) on both backends, so it never rots.
+"""The benchmark's smoke run (``python -m benchmarks --quick``) on every backend, so it never rots.
 
 It checks that every figure is measured and written, never the timing targets (the machine is shared).
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.run import main
+from tests.support.mysql import MySQLServer
 from tests.support.postgres import PostgresServer
 
 BACKEND_FIGURES = ("persist", "bytes", "cold_load", "throughput", "threads", "original")
@@ -22,15 +23,25 @@ def _positive(value: float) -> bool:
 
 
 @pytest.mark.slow
-def test_the_quick_benchmark_measures_and_writes_every_figure_on_both_backends(
-    pg_server: PostgresServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_the_quick_benchmark_measures_and_writes_every_figure_on_every_backend(
+    pg_server: PostgresServer,
+    mysql_found: tuple[MySQLServer | None, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "bench.json"
-    assert main(["--quick", "--backend", "all", "--url", pg_server.url(), "--json", str(out)]) == 0
+    argv = ["--quick", "--backend", "all", "--url", pg_server.url(), "--json", str(out)]
+    mysql, why = mysql_found
+    if mysql is not None:
+        argv += ["--mysql-url", mysql.url()]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     results = json.loads(out.read_text())
 
-    assert set(results["backends"]) == {"sqlite", "postgresql"}
+    expected = {"sqlite", "postgresql"} | ({"mysql"} if mysql is not None else set())
+    assert set(results["backends"]) == expected
+    if mysql is None:
+        assert why in printed
     assert results["machine"]["cores"] >= 1 and results["machine"]["python"]
     for name, figures in results["backends"].items():
         assert set(BACKEND_FIGURES) <= set(figures), name
@@ -67,7 +78,7 @@ def test_the_quick_benchmark_measures_and_writes_every_figure_on_both_backends(
     assert _positive(startup["import_s"]) and startup["first_turn"]
     assert all(_positive(first["advance_s"]) for first in startup["first_turn"].values())
     assert "litellm" not in startup["heavy_modules_loaded_by_import"]
-    assert set(results["verdicts"]) >= {f"{b}.{f}" for b in ("sqlite", "postgresql") for f in BACKEND_FIGURES}
+    assert set(results["verdicts"]) >= {f"{b}.{f}" for b in expected for f in BACKEND_FIGURES}
 
 
 def test_the_inspectors_tree_benchmark_measures_every_shape_and_view(

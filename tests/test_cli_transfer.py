@@ -17,8 +17,7 @@ from immagent import Message, PersistentAgent, Store, SystemPrompt, ValidationEr
 from immagent.testing import ScriptedModel
 from tests.support import cli as cli_support
 from tests.support.cli import DemoRun, cli_env, run_cli
-from tests.support.db import snapshot
-from tests.support.postgres import PostgresServer
+from tests.support.db import BACKENDS, empty_database, snapshot
 
 demo_run = cli_support.demo_run
 
@@ -33,17 +32,11 @@ def exported(demo_run: DemoRun, tmp_path: Path) -> dict[str, Any]:
     return document
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target_url(request: pytest.FixtureRequest, tmp_path: Path, pg_server: PostgresServer) -> Iterator[str]:
+@pytest.fixture(params=BACKENDS)
+def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database (no tables) to import into."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'target.db'}"
-        return
-    url = pg_server.create_database("immagent_cli_import")
-    try:
+    with empty_database(request, request.param, tmp_path / "target.db", "immagent_cli_import") as url:
         yield url
-    finally:
-        pg_server.drop_database(url)
 
 
 def test_the_export_is_valid_against_the_views_json_schema(

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from immagent import Store
+from tests.support.db import row_counts
 from tests.support.openai_server import Reply, ScriptedOpenAIServer
 
 MODEL = "gpt-4o-mini"
@@ -26,6 +27,19 @@ async def test_twenty_concurrent_advances_of_one_agent_give_twenty_children(
         assert history[1].content == f"echo: question {i}"
     assert {m.id for c in children for m in c._history.messages}.__len__() == 40
     assert len(await agent.children()) == 20
+
+
+async def test_agents_created_at_once_with_one_new_prompt_store_it_once(store: Store) -> None:
+    """Concurrent writers of the same content-addressed text: every creation succeeds, one row is kept."""
+    for round_ in range(3):
+        prompt = f"a prompt nobody has stored yet, round {round_}"
+        agents = await asyncio.gather(
+            *(store.create_agent(name=f"a{i}", system_prompt=prompt, model=MODEL) for i in range(10))
+        )
+        assert len({a.system_prompt_id for a in agents}) == 1
+        store.clear_cache()
+        assert {await (await store.load_agent(a.id)).system_prompt() for a in agents} == {prompt}
+    assert (await row_counts(store.engine))["immagent_texts"] == 3
 
 
 async def test_no_connection_is_held_while_the_model_runs(db_url: str, llm: ScriptedOpenAIServer) -> None:

@@ -25,10 +25,11 @@ from immagent._migrations import HEAD_REVISION, PACKAGE_LOCATION, VERSION_TABLE,
 from immagent._orm import AgentRow, MessageRow
 from immagent.testing import ScriptedModel, ScriptedReply
 from tests.host_app.hostapp import HostBase, Order
+from tests.support.db import BACKENDS
 from tests.support.schema import read, rows
 
 HOST = Path(__file__).parent / "host_app"
-BACKENDS = pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql"], indirect=True)
+ON_EVERY_BACKEND = pytest.mark.parametrize("fresh_db_url", BACKENDS, indirect=True)
 
 
 def host_config(section: str = "alembic") -> Config:
@@ -89,7 +90,7 @@ def model() -> ScriptedModel:
 # ---------------------------------------------------------------------------------------------- Alembic
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_the_host_and_immagent_histories_live_side_by_side(
     fresh_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,7 +121,7 @@ async def test_the_host_and_immagent_histories_live_side_by_side(
 # --------------------------------------------------------------------------------------- shared engine
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_a_store_on_the_app_engine_uses_its_pool_and_never_disposes_it(app_engine: AsyncEngine) -> None:
     pool = app_engine.sync_engine.pool
     async with await Store.connect(engine=app_engine) as store:
@@ -133,7 +134,7 @@ async def test_a_store_on_the_app_engine_uses_its_pool_and_never_disposes_it(app
         assert (await again.load_agent(agent.id)).name == "a"
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_a_store_that_made_its_engine_disposes_it_on_close(
     app_engine: AsyncEngine, fresh_db_url: str
 ) -> None:
@@ -176,7 +177,7 @@ class _RolledBack(Exception):
     pass
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_a_rolled_back_transaction_leaves_neither_the_app_row_nor_the_agent(
     app_engine: AsyncEngine, model: ScriptedModel
 ) -> None:
@@ -190,7 +191,7 @@ async def test_a_rolled_back_transaction_leaves_neither_the_app_row_nor_the_agen
                 await store.load_agent(state.id)
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_a_committed_transaction_keeps_both_the_app_row_and_the_agent(
     app_engine: AsyncEngine, model: ScriptedModel
 ) -> None:
@@ -210,7 +211,7 @@ async def test_a_committed_transaction_keeps_both_the_app_row_and_the_agent(
         assert [a.id for a in await loaded.lineage()] == [agent.id, new.id]
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_no_connection_of_immagent_is_held_while_the_model_runs(
     app_engine: AsyncEngine, model: ScriptedModel
 ) -> None:

@@ -1,6 +1,6 @@
-"""immagent's Alembic migrations on SQLite and PostgreSQL: the exact schema, round trips, idempotence,
-models vs migrations, data kept across an upgrade, offline SQL, the three ways to run them, and the
-schema check of the store (once per store, behind/empty/ahead)."""
+"""immagent's Alembic migrations on SQLite, PostgreSQL and MySQL/MariaDB: the exact schema, round trips,
+idempotence, models vs migrations, data kept across an upgrade, offline SQL, the three ways to run them,
+and the schema check of the store (once per store, behind/empty/ahead)."""
 
 from __future__ import annotations
 
@@ -23,24 +23,28 @@ from sqlalchemy import (
     event,
     insert,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from immagent import AgentNotFoundError, SchemaError, Store
 from immagent._ids import content_id, uuid7
 from immagent._messages import utcnow
-from immagent._migrations import HEAD_REVISION, VERSION_TABLE, drift_sync
+from immagent._migrations import HEAD_REVISION, MYSQL_EXACT_COLLATION, VERSION_TABLE, drift_sync
 from immagent.testing import ScriptedModel
+from tests.support.db import BACKENDS, backend_of
 from tests.support.schema import REPO, execute, immagent_cli, read, rows, run, schema
 
-BACKENDS = pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql"], indirect=True)
+ON_EVERY_BACKEND = pytest.mark.parametrize("fresh_db_url", BACKENDS, indirect=True)
 
-# The generic type of each column, then per backend how the database reports it.
+# The generic type of each column, then per backend how the database reports it. MariaDB's JSON is a
+# LONGTEXT with a json_valid() check; MySQL's TEXT would stop at 64 KiB.
 _TYPES = {
-    "sqlite": {"uuid": "CHAR(32)", "json": "JSON", "time": "DATETIME"},
-    "postgresql": {"uuid": "UUID", "json": "JSONB", "time": "TIMESTAMP WITH TIME ZONE"},
+    "sqlite": {"uuid": "CHAR(32)", "json": "JSON", "time": "DATETIME", "text": "TEXT"},
+    "postgresql": {"uuid": "UUID", "json": "JSONB", "time": "TIMESTAMP WITH TIME ZONE", "text": "TEXT"},
+    "mysql": {"uuid": "CHAR(32)", "json": "LONGTEXT", "time": "DATETIME(6)", "text": "LONGTEXT"},
 }
 _COLUMNS = {
-    "immagent_texts": [("id", "uuid", False), ("content", "TEXT", False), ("created_at", "time", False)],
+    "immagent_texts": [("id", "uuid", False), ("content", "text", False), ("created_at", "time", False)],
     "immagent_messages": [
         ("id", "uuid", False),
         ("tenant", "VARCHAR(64)", False),
@@ -48,7 +52,7 @@ _COLUMNS = {
         ("parent_id", "uuid", True),
         ("depth", "INTEGER", False),
         ("role", "VARCHAR(16)", False),
-        ("content", "TEXT", True),
+        ("content", "text", True),
         ("tool_calls", "json", True),
         ("tool_call_id", "VARCHAR(255)", True),
         ("input_tokens", "INTEGER", True),
@@ -103,6 +107,11 @@ def expected_schema(backend: str) -> dict[str, Any]:
         for name, columns in _COLUMNS.items()
     }
     tables[VERSION_TABLE]["primary_key"] = (f"{VERSION_TABLE}_pkc", ("version_num",))
+    if backend == "mysql":  # MySQL names every primary key PRIMARY; tables say how their text compares
+        for name, table in tables.items():
+            table["primary_key"] = (None, table["primary_key"][1])
+            exact = name != VERSION_TABLE  # Alembic's own table keeps the database's default
+            table["options"] = ("InnoDB", MYSQL_EXACT_COLLATION["mariadb"] if exact else "utf8mb4_general_ci")
     tables["immagent_messages"]["foreign_keys"] = [
         ("fk_immagent_messages_parent_id_immagent_messages", ("parent_id",), "immagent_messages", ("id",))
     ]
@@ -147,10 +156,6 @@ def expected_schema(backend: str) -> dict[str, Any]:
     }
 
 
-def backend_of(url: str) -> str:
-    return "postgresql" if url.startswith("postgresql") else "sqlite"
-
-
 async def version_rows(url: str) -> list[str]:
     return list((await read(url, rows))[VERSION_TABLE])
 
@@ -172,7 +177,7 @@ async def populate(store: Store) -> None:
 # ---------------------------------------------------------------------------------------------- schema
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_an_empty_database_upgrades_to_exactly_the_expected_schema(fresh_db_url: str) -> None:
     assert await read(fresh_db_url, schema) == {"tables": {}, "triggers": [], "functions": []}
     async with await Store.connect(fresh_db_url) as store:
@@ -182,7 +187,7 @@ async def test_an_empty_database_upgrades_to_exactly_the_expected_schema(fresh_d
     assert [r[0] for r in await version_rows(fresh_db_url)] == [HEAD_REVISION]
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_head_to_base_removes_everything_but_the_version_table_and_back_up_restores_it(
     fresh_db_url: str,
 ) -> None:
@@ -203,7 +208,7 @@ async def test_head_to_base_removes_everything_but_the_version_table_and_back_up
         assert await store.count_agents() == 6
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_a_second_upgrade_runs_no_ddl_and_changes_nothing(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as store:
         await store.migrate()
@@ -223,7 +228,7 @@ async def test_a_second_upgrade_runs_no_ddl_and_changes_nothing(fresh_db_url: st
     assert (await read(fresh_db_url, schema), await read(fresh_db_url, rows)) == before
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_the_models_and_the_migrations_agree_and_check_reports_drift(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as store:
         await store.migrate()
@@ -279,7 +284,8 @@ async def write_0001_rows(url: str) -> dict[str, Any]:
 
 def _tables_0001() -> dict[str, Table]:
     """Revision 0001's columns, written out (not reflected: SQLite would report UUIDs as CHAR)."""
-    metadata, uuid, time, json = MetaData(), Uuid(), DateTime(timezone=True), JSON(none_as_null=True)
+    metadata, time, json = MetaData(), DateTime(timezone=True), JSON(none_as_null=True)
+    uuid = Uuid().with_variant(Uuid(native_uuid=False), "mysql", "mariadb")
     text_cols = [Column("id", uuid), Column("content", Text), Column("created_at", time)]
     message_cols = [Column(n, uuid) for n in ("id", "root_id", "parent_id")] + [
         Column("depth", Integer), Column("role", String(16)), Column("content", Text),
@@ -301,7 +307,27 @@ def _tables_0001() -> dict[str, Table]:
 _TABLES_0001 = _tables_0001()
 
 
-@BACKENDS
+MYSQL_TRAPS = {
+    "name": ("MODIFY name VARCHAR(255) COLLATE utf8mb4_general_ci NOT NULL", "column_collation"),
+    "created_at": ("MODIFY created_at DATETIME NOT NULL", "datetime_precision"),
+    "table": ("COLLATE utf8mb4_general_ci", "table_collation"),
+}
+
+
+@pytest.mark.parametrize("fresh_db_url", ["mysql"], indirect=True)
+@pytest.mark.parametrize("trap", sorted(MYSQL_TRAPS))
+async def test_check_reports_what_alembic_does_not_compare_on_mysql(fresh_db_url: str, trap: str) -> None:
+    """A case-insensitive, PAD SPACE collation or a DATETIME without microseconds is drift on MySQL."""
+    async with await Store.connect(fresh_db_url) as store:
+        await store.migrate()
+    alter, kind = MYSQL_TRAPS[trap]
+    await execute(fresh_db_url, f"ALTER TABLE immagent_agents {alter}")
+    drifted = await immagent_cli("db", "check", "--url", fresh_db_url)
+    assert drifted.returncode == 1
+    assert kind in drifted.stderr and "immagent_agents" in drifted.stderr
+
+
+@ON_EVERY_BACKEND
 async def test_an_upgrade_from_0001_keeps_every_row_and_every_history(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as store:
         await store.migrate("0001")
@@ -330,7 +356,7 @@ async def test_an_upgrade_from_0001_keeps_every_row_and_every_history(fresh_db_u
         assert await store.tenant("acme").count_agents() == 0
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_a_downgrade_to_0001_keeps_agents_and_messages_and_drops_threads(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as store:
         await store.migrate()
@@ -358,7 +384,7 @@ async def test_a_downgrade_to_0001_keeps_agents_and_messages_and_drops_threads(f
 # ----------------------------------------------------------------------------- the ways to run them
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_the_cli_upgrades_downgrades_and_reports_the_revision(fresh_db_url: str) -> None:
     current = await immagent_cli("db", "current", "--url", fresh_db_url)
     assert (current.returncode, current.stdout.strip()) == (0, "none (no immagent schema)")
@@ -382,7 +408,22 @@ async def test_the_cli_upgrades_downgrades_and_reports_the_revision(fresh_db_url
     assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
 
 
-@BACKENDS
+@pytest.mark.parametrize("fresh_db_url", ["mysql"], indirect=True)
+async def test_a_mariadb_url_migrates_to_the_same_schema_as_a_mysql_one(fresh_db_url: str) -> None:
+    """SQLAlchemy names the dialect after the scheme (mariadb:// is "mariadb"); both get the same tables."""
+    url = make_url(fresh_db_url)
+    if not await read(fresh_db_url, lambda conn: conn.dialect.is_mariadb):
+        pytest.skip("the test server is MySQL: mariadb:// needs a MariaDB server")
+    as_mariadb = url.set(drivername="mariadb+asyncmy").render_as_string(hide_password=False)
+    async with await Store.connect(as_mariadb) as store:
+        await store.migrate()
+        async with store.engine.connect() as conn:
+            assert conn.dialect.name == "mariadb"
+            assert await conn.run_sync(drift_sync) == []
+    assert await read(fresh_db_url, schema) == expected_schema("mysql")
+
+
+@ON_EVERY_BACKEND
 async def test_alembic_runs_the_migrations_from_a_checkout(fresh_db_url: str) -> None:
     result = await run(
         sys.executable, "-m", "alembic", "-c", "alembic.ini", "upgrade", "head",
@@ -416,6 +457,13 @@ async def test_offline_sql_prints_the_ddl_without_touching_a_database(tmp_path: 
     assert down.returncode == 0, down.stderr
     assert "DROP TABLE immagent_agents" in down.stdout and f"DELETE FROM {VERSION_TABLE}" in down.stdout
 
+    # The URL's scheme says which server: the exact collation is named differently on each.
+    for scheme, collation in (("mariadb", "utf8mb4_nopad_bin"), ("mysql", "utf8mb4_0900_bin")):
+        my = await immagent_cli("db", "upgrade", "--sql", "--url", f"{scheme}://nobody@127.0.0.1:1/x")
+        assert my.returncode == 0, my.stderr
+        assert f"COLLATE {collation}" in my.stdout and "DATETIME(6)" in my.stdout
+        assert "SIGNAL SQLSTATE '45000'" in my.stdout
+
 
 async def test_the_url_comes_from_the_option_else_the_environment_else_the_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -440,7 +488,7 @@ async def test_the_url_comes_from_the_option_else_the_environment_else_the_defau
 # ------------------------------------------------------------------------------ the store's schema check
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_a_database_downgraded_to_base_fails_clearly_until_migrate(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as setup:
         await setup.migrate()
@@ -459,7 +507,7 @@ async def test_a_database_downgraded_to_base_fails_clearly_until_migrate(fresh_d
         assert (await store.load_agent(agent.id)) is agent
 
 
-@BACKENDS
+@ON_EVERY_BACKEND
 async def test_a_database_a_newer_immagent_migrated_is_refused_and_left_alone(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as setup:
         await setup.migrate()

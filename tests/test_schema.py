@@ -7,13 +7,14 @@ from alembic.script import ScriptDirectory
 
 from immagent import SchemaError, Store
 from immagent._migrations import HEAD_REVISION, alembic_config
+from tests.support.db import BACKENDS
 
 
 def test_the_library_head_constant_matches_the_migration_scripts() -> None:
     assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD_REVISION
 
 
-@pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("fresh_db_url", BACKENDS, indirect=True)
 async def test_an_empty_database_connects_then_fails_clearly_until_migrated(fresh_db_url: str) -> None:
     async with await Store.connect(fresh_db_url) as store:
         assert await store.ping()

@@ -1,6 +1,7 @@
 """The built wheel, installed into a fresh virtual environment with no checkout on the path, runs its
 migrations (``immagent db upgrade``, and a host's alembic.ini naming ``immagent:migrations``) and a
-create/advance script with the offline scripted model, on SQLite and PostgreSQL.
+create/advance script with the offline scripted model, on SQLite, PostgreSQL and MySQL/MariaDB (the wheel
+is installed with its ``mysql`` extra).
 
 Building and installing take a few seconds with uv and its cache (uv comes with the dev extras); without
 uv, ``python -m build`` and pip do the same, slower.
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from immagent._migrations import HEAD_REVISION
-from tests.support.postgres import PostgresServer
+from tests.support.db import BACKENDS, empty_database
 from tests.support.schema import REPO, run
 
 SCRIPT = """\
@@ -76,7 +77,7 @@ def _check(argv: list[str], cwd: Path) -> None:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    """immagent's wheel, built from this checkout and installed alone into a new virtual environment."""
+    """immagent's wheel (with its mysql extra), built from this checkout, installed into a new virtual env."""
     root = tmp_path_factory.mktemp("wheel")
     dist, venv = root / "dist", root / "venv"
     started = time.monotonic()
@@ -86,27 +87,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         _check([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], cwd=root)
         wheel = next(dist.glob("immagent-*.whl"))
         _check(
-            [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), str(wheel)], cwd=root
+            [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), f"{wheel}[mysql]"],
+            cwd=root,
         )
     else:
         _check([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(REPO)], cwd=root)
         _check([sys.executable, "-m", "venv", str(venv)], cwd=root)
         wheel = next(dist.glob("immagent-*.whl"))
-        _check([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)], cwd=root)
+        _check([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{wheel}[mysql]"], cwd=root)
     yield Installed(wheel, venv / "bin", time.monotonic() - started)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def host_db_url(request: pytest.FixtureRequest, pg_server: PostgresServer, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(params=BACKENDS)
+def host_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A second empty database of the same backend, for the host app's pipeline."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'host.db'}"
-        return
-    url = pg_server.create_database("immagent_wheelhost")
-    try:
+    with empty_database(request, request.param, tmp_path / "host.db", "immagent_wheelhost") as url:
         yield url
-    finally:
-        pg_server.drop_database(url)
 
 
 def test_the_wheel_carries_the_migrations_and_installs_quickly(installed: Installed) -> None:
@@ -127,7 +123,7 @@ def test_the_wheel_carries_the_migrations_and_installs_quickly(installed: Instal
     assert installed.seconds < 300
 
 
-@pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("fresh_db_url", BACKENDS, indirect=True)
 async def test_the_installed_wheel_migrates_and_runs_an_agent(
     installed: Installed, fresh_db_url: str, tmp_path: Path
 ) -> None:

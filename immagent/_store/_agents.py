@@ -80,10 +80,7 @@ async def create(
         "created_at": now,
     }
     async with store._db.write(session) as s:
-        await s.execute(
-            insert_ignore(s, TEXTS),
-            [{"id": prompt_id, "content": system_prompt, "created_at": now}],
-        )
+        await insert_ignore(s, TEXTS, [{"id": prompt_id, "content": system_prompt, "created_at": now}])
         await s.execute(insert(AgentRow), [row])
     store._cache.remember_text(prompt_id, system_prompt)
     return bind(store, agent_view(row), (), cache=session is None)

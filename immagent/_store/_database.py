@@ -278,10 +278,24 @@ def unavailable(exc: BaseException) -> bool:
 
 def _refused(exc: DBAPIError) -> bool:
     """The server answered but will not take connections now (starting up, shutting down, in recovery:
-    SQLSTATE class 57P, as asyncpg reports it)."""
+    SQLSTATE class 57P, as asyncpg reports it), or, on MySQL, could not be reached or went away while
+    connecting (error codes the MySQL dialect does not count as a disconnect)."""
     driver_error = getattr(exc.orig, "__cause__", None)  # SQLAlchemy's adapter wraps asyncpg's error
     state = getattr(exc.orig, "sqlstate", None) or getattr(driver_error, "sqlstate", None)
-    return isinstance(state, str) and state.startswith("57P")
+    if isinstance(state, str) and state.startswith("57P"):
+        return True
+    return _mysql_unreachable(getattr(exc.orig, "args", ()))
+
+
+#: MySQL client and server error codes that mean "no server to talk to": can't connect through the socket
+#: or TCP (2002, 2003), unknown host (2005), lost or gone during the handshake (2013, 2006), the server
+#: shutting down (1053) or the connection killed (1927, MariaDB).
+_MYSQL_UNREACHABLE = frozenset({1053, 1927, 2002, 2003, 2005, 2006, 2013})
+
+
+def _mysql_unreachable(args: tuple[Any, ...]) -> bool:
+    """MySQL drivers (asyncmy, PyMySQL) raise with ``(code, message)``; other drivers' args are text."""
+    return bool(args) and isinstance(args[0], int) and args[0] in _MYSQL_UNREACHABLE
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from immagent import _validation as check
 from immagent._errors import AgentNotFoundError, ValidationError
 from immagent._ids import as_uuid
 from immagent._orm import AGENTS, MESSAGES, TEXTS, THREAD_MOVES, THREADS
-from immagent._sql import violation
+from immagent._sql import MYSQL_FAMILY, children_first, violation
 from immagent._views import PersistentAgent
 
 if TYPE_CHECKING:
@@ -58,10 +58,12 @@ class _InUse(Exception):
 async def gc(store: Store) -> dict[str, int]:
     """Messages no remaining state reaches (of this store's tenant when it is scoped), and texts no
     state uses."""
+    dialect = store._db.dialect
     reach = (
         select(AGENTS.c.head_id.label("id"))
         .where(AGENTS.c.head_id.is_not(None))
-        .cte("immagent_reach", recursive=True)
+        # MySQL and MariaDB take no WITH before DELETE: there the CTE goes inside the subquery.
+        .cte("immagent_reach", recursive=True, nesting=dialect in MYSQL_FAMILY)
     )
     reach = reach.union(
         select(MESSAGES.c.parent_id)
@@ -72,7 +74,8 @@ async def gc(store: Store) -> dict[str, int]:
     if store.scoped:
         unreached = and_(MESSAGES.c.tenant == store.tenant_name, unreached)
     async with store._db.write() as s:
-        gone_messages = await deleted(s, delete_(MESSAGES).where(unreached), MESSAGES.c.id)
+        unreachable = children_first(delete_(MESSAGES).where(unreached), MESSAGES.c.depth, dialect)
+        gone_messages = await deleted(s, unreachable, MESSAGES.c.id)
         gone_texts = await _unused_texts(s, None)
     store._cache.forget_texts()
     return {"messages": gone_messages, "texts": gone_texts}
@@ -117,7 +120,11 @@ async def _erase(
             "thread_moves": await deleted(s, delete_(THREAD_MOVES).where(moves), THREAD_MOVES.c.key),
             "threads": await deleted(s, delete_(THREADS).where(threads), THREADS.c.key),
             "agents": await deleted(s, delete_(AGENTS).where(agents), AGENTS.c.id),
-            "messages": await deleted(s, delete_(MESSAGES).where(messages), MESSAGES.c.id),
+            "messages": await deleted(
+                s,
+                children_first(delete_(MESSAGES).where(messages), MESSAGES.c.depth, store._db.dialect),
+                MESSAGES.c.id,
+            ),
             "texts": await _unused_texts(s, prompts) if prompts else 0,
         }
     store._cache.clear()

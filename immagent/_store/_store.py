@@ -42,7 +42,8 @@ __all__ = ["Store"]
 
 
 class Store:
-    """Persistent agents on a SQLAlchemy async engine (PostgreSQL through asyncpg, SQLite through aiosqlite).
+    """Persistent agents on a SQLAlchemy async engine: PostgreSQL through asyncpg, SQLite through aiosqlite,
+    MariaDB (or MySQL) through asyncmy.
 
     Create one per process with ``await Store.connect(url)`` (or ``engine=`` to share an app's engine);
     run ``await store.migrate()`` (or ``immagent db upgrade``) once per database before first use.

@@ -64,15 +64,14 @@ async def import_states(
     async with store._db.write() as s:
         if prompts:
             texts = [{"id": i, "content": c, "created_at": now} for i, c in prompts.items()]
-            await s.execute(insert_ignore(s, TEXTS), texts)
+            await insert_ignore(s, TEXTS, texts)
         if by_id:  # parents first: a message's parent_id is a foreign key
             ordered = sorted(by_id.values(), key=lambda m: m.depth)
-            await s.execute(
-                insert_ignore(s, MESSAGES),
-                [message_values(m, root_of[m.id], store.tenant_name) for m in ordered],
+            await insert_ignore(
+                s, MESSAGES, [message_values(m, root_of[m.id], store.tenant_name) for m in ordered]
             )
         if rows:
-            await s.execute(insert_ignore(s, AGENTS), rows)
+            await insert_ignore(s, AGENTS, rows)
     return await _agents.load_many(store, (a.id for a in agents))
 
 

@@ -18,8 +18,11 @@ What changes, and which rows may ever change: still none.
   insert the next position and refuses the other. The head is the newest entry. ``agent_id`` is a foreign
   key to the state it points at, so a state any thread ever pointed at cannot be deleted under it.
 
-The new tables get the same UPDATE-refusing triggers as the others. On MySQL/MariaDB the tenant and key
-columns use the binary collation ``utf8mb4_bin``, so keys compare exactly (case and trailing spaces).
+The new tables get the same UPDATE-refusing triggers as the others. On MySQL/MariaDB the new tables get
+0001's table options (InnoDB, utf8mb4, the binary NO PAD collation as default) and the added tenant
+columns take their table's, so tenants and keys compare exactly, case and trailing spaces included
+(``utf8mb4_bin`` would not do: it pads, so ``"a"`` and ``"a "`` would be one key); UUIDs are ``CHAR(32)``
+and times ``DATETIME(6)``, as in 0001.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql, postgresql
 
+from immagent._migrations import mysql_table_options
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -37,11 +42,13 @@ depends_on: str | Sequence[str] | None = None
 
 NEW_TABLES = ("immagent_threads", "immagent_thread_moves")
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-Timestamp = sa.DateTime(timezone=True)
+Timestamp = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+UuidType = sa.Uuid().with_variant(sa.Uuid(native_uuid=False), "mysql", "mariadb")
 
 
 def _exact(length: int) -> sa.types.TypeEngine[str]:
-    return sa.String(length).with_variant(mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb")
+    """A key column: exact on every backend (on MySQL/MariaDB through the table's NO PAD binary default)."""
+    return sa.String(length)
 
 
 def _tenant_column() -> sa.Column[str]:
@@ -49,6 +56,7 @@ def _tenant_column() -> sa.Column[str]:
 
 
 def upgrade() -> None:
+    options = mysql_table_options(op.get_context().dialect)
     # Adding a column keeps SQLite's UPDATE triggers (no table copy); the defaults fill existing rows.
     op.add_column("immagent_agents", _tenant_column())
     op.add_column("immagent_messages", _tenant_column())
@@ -65,6 +73,7 @@ def upgrade() -> None:
         sa.Column("metadata", JSONType, nullable=False),
         sa.Column("created_at", Timestamp, nullable=False),
         sa.PrimaryKeyConstraint("tenant", "key", name=op.f("pk_immagent_threads")),
+        **options,
     )
     op.create_index(
         "ix_immagent_threads_tenant_created_at_key", "immagent_threads", ["tenant", "created_at", "key"]
@@ -74,7 +83,7 @@ def upgrade() -> None:
         sa.Column("tenant", _exact(64), nullable=False),
         sa.Column("key", _exact(255), nullable=False),
         sa.Column("position", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("agent_id", sa.Uuid(), nullable=False),
+        sa.Column("agent_id", UuidType, nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("created_at", Timestamp, nullable=False),
         sa.ForeignKeyConstraint(
@@ -88,6 +97,7 @@ def upgrade() -> None:
             name="fk_immagent_thread_moves_thread_immagent_threads",
         ),
         sa.PrimaryKeyConstraint("tenant", "key", "position", name=op.f("pk_immagent_thread_moves")),
+        **options,
     )
     op.create_index(op.f("ix_immagent_thread_moves_agent_id"), "immagent_thread_moves", ["agent_id"])
     _create_update_guards(NEW_TABLES)
@@ -98,7 +108,8 @@ def downgrade() -> None:
     forgotten, so rows of every tenant become visible to every caller: erase tenants first if that
     matters)."""
     _drop_update_guards(NEW_TABLES)
-    op.drop_index(op.f("ix_immagent_thread_moves_agent_id"), table_name="immagent_thread_moves")
+    if op.get_context().dialect.name not in ("mysql", "mariadb"):  # MySQL: its foreign key needs it
+        op.drop_index(op.f("ix_immagent_thread_moves_agent_id"), table_name="immagent_thread_moves")
     op.drop_table("immagent_thread_moves")
     op.drop_index("ix_immagent_threads_tenant_created_at_key", table_name="immagent_threads")
     op.drop_table("immagent_threads")
@@ -128,8 +139,8 @@ def _create_update_guards(tables: Sequence[str]) -> None:
             )
         elif dialect in ("mysql", "mariadb"):
             op.execute(
-                f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} FOR EACH ROW "
-                f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'immagent rows are immutable: UPDATE on {table}'"
+                f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} FOR EACH ROW SIGNAL SQLSTATE "
+                f"'45000' SET MESSAGE_TEXT = 'immagent rows are immutable: UPDATE on {table} is refused'"
             )
 
 

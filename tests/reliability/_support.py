@@ -43,7 +43,7 @@ async def row_ids(engine: AsyncEngine) -> dict[str, set[UUID]]:
 async def open_transactions(engine: AsyncEngine) -> int:
     """How many transactions are still open on ``engine``'s database, seen from outside the pool: the
     write lock on SQLite (a fresh connection tries to take it without waiting), the sessions idle in a
-    transaction on PostgreSQL."""
+    transaction on PostgreSQL, the other sessions' InnoDB transactions on MySQL/MariaDB."""
     if engine.dialect.name == "sqlite":
         probe = sqlite3.connect(str(engine.url.database), timeout=0)
         try:
@@ -55,16 +55,20 @@ async def open_transactions(engine: AsyncEngine) -> int:
             return 1
         finally:
             probe.close()
+    if engine.dialect.name in ("mysql", "mariadb"):  # InnoDB's open transactions of other sessions
+        query = (
+            "SELECT count(*) FROM information_schema.innodb_trx t JOIN information_schema.processlist p "
+            "ON p.id = t.trx_mysql_thread_id WHERE p.db = DATABASE() AND p.id <> CONNECTION_ID()"
+        )
+    else:
+        query = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+        )
     outside = create_async_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         async with outside.connect() as conn:
-            found = await conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
-                )
-            )
-            return int(found.scalar_one())
+            return int((await conn.execute(text(query))).scalar_one())
     finally:
         await outside.dispose()
 

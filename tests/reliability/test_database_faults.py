@@ -1,6 +1,6 @@
 """Database faults: an error at every statement of every write and at its commit, cancellation at random
-points of a turn (the commit included), and PostgreSQL backends terminated mid-session
-(DatabaseUnavailableError, the driver's error chained).
+points of a turn (the commit included), and server connections killed mid-session (PostgreSQL backends
+terminated, MySQL/MariaDB connections KILLed): DatabaseUnavailableError, the driver's error chained.
 
 After each fault: no partial rows (the database is byte-for-byte unchanged, or holds the whole turn),
 the old agent still works, and the next call succeeds (the pool replaces dead connections by itself).
@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from sqlalchemy import event, text
@@ -65,7 +66,10 @@ async def _advance_with_tools(w: World) -> object:
 
 
 WRITES: dict[str, Callable[[World], Awaitable[object]]] = {
-    "create_agent": lambda w: w.store.create_agent(name="n", system_prompt="new prompt", model=w.model.model),
+    # A prompt never seen before: its text row is written too (on MySQL only then, after a read).
+    "create_agent": lambda w: w.store.create_agent(
+        name="n", system_prompt=f"new {uuid4()}", model=w.model.model
+    ),
     "advance": lambda w: w.one.advance("2"),
     "advance_with_tool_calls": _advance_with_tools,
     "clone": lambda w: w.one.clone(),
@@ -272,25 +276,36 @@ async def _pool_is_healthy(store: Store) -> None:
     assert await store.count_agents() >= 1
 
 
-# -- PostgreSQL backends terminated mid-session ----------------------------------------------------------
+# -- server connections killed mid-session (PostgreSQL backends terminated, MySQL connections KILLed) -----
 
 
 async def _terminate_store_backends(admin: Any, database: str) -> int:
-    """Terminate every backend connected to ``database`` except the admin's own; wait for each to end."""
-    result = await admin.execute(
-        text(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
-            "WHERE datname = :db AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-        ),
-        {"db": database},
-    )
-    return int(result.scalar_one())
+    """Kill every connection to ``database`` except the admin's own, wait for each to end, and count them:
+    ``pg_terminate_backend`` on PostgreSQL, ``KILL CONNECTION`` on MySQL/MariaDB."""
+    if admin.dialect.name == "postgresql":
+        result = await admin.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                "WHERE datname = :db AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            ),
+            {"db": database},
+        )
+        return int(result.scalar_one())
+    others = text("SELECT id FROM information_schema.processlist WHERE db = :db AND id <> CONNECTION_ID()")
+    ids = set((await admin.execute(others, {"db": database})).scalars())
+    for connection_id in ids:
+        await admin.execute(text(f"KILL CONNECTION {int(connection_id)}"))
+    deadline = time.monotonic() + 5
+    while ids & set((await admin.execute(others, {"db": database})).scalars()):
+        assert time.monotonic() < deadline, "killed MySQL connections did not end within 5 s"
+        await asyncio.sleep(0.01)
+    return len(ids)
 
 
 @pytest.fixture
-async def admin_engine(pg_url: str) -> Any:
+async def admin_engine(server_url: str) -> Any:
     # AUTOCOMMIT: pg_stat_activity is a snapshot taken once per transaction
-    engine = create_async_engine(pg_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    engine = create_async_engine(server_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         yield engine
     finally:
@@ -298,11 +313,11 @@ async def admin_engine(pg_url: str) -> Any:
 
 
 async def test_terminated_backends_between_turns_are_replaced_by_the_pool(
-    pg_url: str, admin_engine: AsyncEngine, scripted: ScriptedModel, tally: Tally
+    server_url: str, admin_engine: AsyncEngine, scripted: ScriptedModel, tally: Tally
 ) -> None:
     database = admin_engine.url.database
     assert database is not None
-    async with await Store.connect(pg_url, min_size=3, max_size=3) as store:
+    async with await Store.connect(server_url, min_size=3, max_size=3) as store:
         agent = await (
             await store.create_agent(name="kill", system_prompt="p", model=scripted.model)
         ).advance("0")
@@ -338,14 +353,14 @@ def _terminate_while_the_loop_is_busy(url: str, database: str) -> int:
 
 
 async def test_a_backend_terminated_while_the_loop_is_busy_is_replaced_before_the_next_call(
-    pg_url: str, admin_engine: AsyncEngine, scripted: ScriptedModel, tally: Tally
+    server_url: str, admin_engine: AsyncEngine, scripted: ScriptedModel, tally: Tally
 ) -> None:
     database = admin_engine.url.database
     assert database is not None
-    async with await Store.connect(pg_url, min_size=1, max_size=1) as store:
+    async with await Store.connect(server_url, min_size=1, max_size=1) as store:
         agent = await store.create_agent(name="busy", system_prompt="p", model=scripted.model)
         assert await store.count_agents() == 1
-        assert _terminate_while_the_loop_is_busy(pg_url, database) == 1
+        assert _terminate_while_the_loop_is_busy(server_url, database) == 1
         assert await store.count_agents() == 1  # the pool must replace the dead connection by itself
         assert (await agent.clone()).parent_id is None
     tally.add("backend terminations injected")
@@ -356,12 +371,12 @@ async def test_a_backend_terminated_while_the_loop_is_busy_is_replaced_before_th
     "where", ["INSERT INTO immagent_messages", "INSERT INTO immagent_agents", "commit", "history read"]
 )
 async def test_a_backend_terminated_during_a_call_fails_cleanly_writes_nothing_and_the_next_call_works(
-    pg_url: str, admin_engine: AsyncEngine, scripted: ScriptedModel, tally: Tally, where: str
+    server_url: str, admin_engine: AsyncEngine, scripted: ScriptedModel, tally: Tally, where: str
 ) -> None:
     database = admin_engine.url.database
     assert database is not None
     async with (
-        await Store.connect(pg_url, min_size=2, max_size=2) as store,
+        await Store.connect(server_url, min_size=2, max_size=2) as store,
         admin_engine.connect() as admin,
     ):
         root = await store.create_agent(name="kill", system_prompt="p", model=scripted.model)

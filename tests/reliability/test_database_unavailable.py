@@ -2,8 +2,9 @@
 and a network path that stops carrying packets without closing anything.
 
 Each time the call fails with DatabaseUnavailableError (the driver's error chained), nothing is
-written, and the next call works once the server or the path is back. These tests stop a PostgreSQL of
-their own (``start_dedicated_postgres``), never the machine's shared server.
+written, and the next call works once the server or the path is back. These tests stop a PostgreSQL and
+a MariaDB of their own (``start_dedicated_postgres``, ``start_dedicated_mariadb``: a server in a temporary
+folder on a free port), never the machine's shared servers.
 """
 
 from __future__ import annotations
@@ -20,14 +21,25 @@ from immagent import DatabaseUnavailableError, PersistentAgent, Store, Validatio
 from immagent.testing import ScriptedModel
 from tests.reliability._support import Tally, open_transactions
 from tests.support.db import empty_tables, snapshot
+from tests.support.mariadb_server import start_dedicated_mariadb
+from tests.support.mysql import MySQLServer, MySQLUnavailableError
 from tests.support.postgres import PostgresServer, start_dedicated_postgres
 from tests.support.proxy import BlackholeProxy, upstream_of, url_through
 
+#: How each backend's dedicated server starts.
+DEDICATED: dict[str, Callable[[], PostgresServer | MySQLServer]] = {
+    "postgresql": start_dedicated_postgres,
+    "mysql": start_dedicated_mariadb,
+}
 
-@pytest.fixture(scope="module")
-def own_pg() -> Iterator[PostgresServer]:
-    """A PostgreSQL of this module's own, which the tests stop and start again."""
-    server = start_dedicated_postgres()
+
+@pytest.fixture(scope="module", params=sorted(DEDICATED))
+def own_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer | MySQLServer]:
+    """A server of this module's own (PostgreSQL, then MariaDB), which the tests stop and start again."""
+    try:
+        server = DEDICATED[request.param]()
+    except MySQLUnavailableError as exc:  # a MySQL reached by URL, on a machine without mariadbd
+        pytest.skip(f"no dedicated MariaDB: {exc}")
     try:
         yield server
     finally:
@@ -35,17 +47,17 @@ def own_pg() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="module")
-async def own_pg_url(own_pg: PostgresServer) -> str:
-    url = own_pg.create_database("immagent_unavailable")
+async def own_server_url(own_server: PostgresServer | MySQLServer) -> str:
+    url = own_server.create_database("immagent_unavailable")
     async with await Store.connect(url) as store:
         await store.migrate()
     return url
 
 
 @pytest.fixture
-async def own_url(own_pg_url: str) -> str:
-    await empty_tables(own_pg_url)
-    return own_pg_url
+async def own_url(own_server_url: str) -> str:
+    await empty_tables(own_server_url)
+    return own_server_url
 
 
 def _unavailable(info: pytest.ExceptionInfo[DatabaseUnavailableError]) -> None:
@@ -71,12 +83,12 @@ CALLS: dict[str, Callable[[Store, PersistentAgent], Awaitable[object]]] = {
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_a_server_stopped_and_started_again_between_calls_is_a_typed_error_then_works(
-    own_pg: PostgresServer, own_url: str, scripted: ScriptedModel, tally: Tally, mode: str
+    own_server: PostgresServer | MySQLServer, own_url: str, scripted: ScriptedModel, tally: Tally, mode: str
 ) -> None:
     async with await Store.connect(own_url, min_size=2, max_size=2) as store:
         agent = await _one_turn(store, scripted)
         before = await snapshot(store.engine)
-        own_pg.halt(mode)
+        own_server.halt(mode)
         try:
             for call in CALLS.values():
                 store.clear_cache()  # reads go to the database
@@ -85,24 +97,24 @@ async def test_a_server_stopped_and_started_again_between_calls_is_a_typed_error
                 _unavailable(info)
                 tally.add("calls on a stopped server (typed error)")
         finally:
-            own_pg.resume()
+            own_server.resume()
         assert await snapshot(store.engine) == before  # nothing was written
         again = await agent.advance("the server is back")  # the pool reconnects by itself
         assert (await again.messages())[:-2] == await agent.messages()
         tally.add("server restarts injected")
         tally.add("server restarts survived")
     with pytest.raises(DatabaseUnavailableError) as info:  # a refused connect is the typed error too
-        own_pg.halt("fast")
+        own_server.halt("fast")
         try:
             await Store.connect(own_url)
         finally:
-            own_pg.resume()
+            own_server.resume()
     _unavailable(info)
 
 
 @pytest.mark.parametrize("where", ["INSERT INTO immagent_messages", "commit"])
 async def test_a_server_stopped_during_a_call_writes_nothing_and_the_next_call_works(
-    own_pg: PostgresServer, own_url: str, scripted: ScriptedModel, tally: Tally, where: str
+    own_server: PostgresServer | MySQLServer, own_url: str, scripted: ScriptedModel, tally: Tally, where: str
 ) -> None:
     async with await Store.connect(own_url, min_size=2, max_size=2) as store:
         agent = await _one_turn(store, scripted)
@@ -112,7 +124,7 @@ async def test_a_server_stopped_during_a_call_writes_nothing_and_the_next_call_w
         def halt(*_: Any) -> None:
             if not halted:
                 halted.append(True)
-                own_pg.halt("immediate")  # the server dies with the transaction open
+                own_server.halt("immediate")  # the server dies with the transaction open
 
         def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
             if statement.startswith(where):
@@ -129,7 +141,7 @@ async def test_a_server_stopped_during_a_call_writes_nothing_and_the_next_call_w
         finally:
             for name, hook in hooks:
                 event.remove(store.engine.sync_engine, name, hook)
-            own_pg.resume()
+            own_server.resume()
         _unavailable(info)
         assert halted
         assert await snapshot(store.engine) == before

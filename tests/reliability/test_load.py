@@ -1,4 +1,4 @@
-"""Load: 500 concurrent turns across 50 agents on PostgreSQL with a pool of 5 connections.
+"""Load: 500 concurrent turns across 50 agents on PostgreSQL and MySQL/MariaDB with a pool of 5 connections.
 
 Every turn is launched at once (asyncio.gather): each of the 50 agents gets 10 turns, spread over three
 starting points of its lineage (the root, its child and its grandchild), so siblings race each other
@@ -26,10 +26,10 @@ POOL = 5
 
 
 async def test_500_concurrent_turns_on_a_pool_of_5_lose_nothing_and_duplicate_nothing(
-    pg_url: str, scripted: ScriptedModel, tally: Tally
+    server_url: str, scripted: ScriptedModel, tally: Tally
 ) -> None:
     guard = UpdateGuard()
-    async with await Store.connect(pg_url, min_size=POOL, max_size=POOL) as store:
+    async with await Store.connect(server_url, min_size=POOL, max_size=POOL) as store:
         guard.watch(store.engine)
         starts: list[list[PersistentAgent]] = []
         for a in range(AGENTS):  # setup (not counted): root -> child -> grandchild per agent
@@ -54,7 +54,7 @@ async def test_500_concurrent_turns_on_a_pool_of_5_lose_nothing_and_duplicate_no
     assert len({c.id for c in children}) == turns
 
     # Every row, read back independently of the library: histories rebuilt from parent links in Python.
-    async with await Store.connect(pg_url) as fresh:
+    async with await Store.connect(server_url) as fresh:
         async with fresh.engine.connect() as conn:
             messages = {r.id: r for r in await conn.execute(select(MessageRow.__table__))}
             agents = {r.id: r for r in await conn.execute(select(AgentRow.__table__))}

@@ -12,18 +12,33 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, event, func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from immagent._orm import AgentRow, MessageRow, TextRow, ThreadMoveRow, ThreadRow
+from immagent._sql import children_first
 
-__all__ = ["InjectedFault", "StatementFault", "UpdateGuard", "row_counts", "snapshot"]
+__all__ = [
+    "BACKENDS",
+    "InjectedFault",
+    "StatementFault",
+    "UpdateGuard",
+    "backend_of",
+    "empty_database",
+    "row_counts",
+    "snapshot",
+]
 
 _ROWS = (TextRow, MessageRow, AgentRow, ThreadRow, ThreadMoveRow)
 #: Children first, as the foreign keys want.
 _DELETE_ORDER = (ThreadMoveRow, ThreadRow, AgentRow, MessageRow, TextRow)
+
+#: Every backend the store is tested on ("mysql" is MySQL or MariaDB); parametrise database fixtures with it.
+BACKENDS = ("sqlite", "postgresql", "mysql")
 
 
 async def row_counts(engine: AsyncEngine) -> dict[str, int]:
@@ -125,13 +140,38 @@ class UpdateGuard:
         event.listen(engine.sync_engine, "before_cursor_execute", self)
 
 
+@contextmanager
+def empty_database(request: Any, backend: str, sqlite_file: Path, prefix: str) -> Iterator[str]:
+    """An empty database (no tables) of ``backend``: a SQLite file, or a uniquely named database on the
+    session's PostgreSQL or MySQL/MariaDB server (``pg_server``, ``mysql_server``), dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{sqlite_file}"
+        return
+    server = request.getfixturevalue("pg_server" if backend == "postgresql" else "mysql_server")
+    url: str = server.create_database(prefix)
+    try:
+        yield url
+    finally:
+        server.drop_database(url)
+
+
+def backend_of(url: str) -> str:
+    """The test suite's name of a URL's backend: "sqlite", "postgresql" or "mysql" (MySQL or MariaDB)."""
+    name = make_url(url).get_backend_name()
+    return "mysql" if name in ("mysql", "mariadb") else name
+
+
 async def empty_tables(url: str) -> None:
-    """Delete every immagent row (children first, as the foreign keys want)."""
+    """Delete every immagent row (children first, as the foreign keys want; on MySQL, which checks them
+    row by row, the deepest messages first too)."""
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
             for row in _DELETE_ORDER:
-                await conn.execute(delete(row.__table__))
+                statement = delete(row.__table__)
+                if row is MessageRow:  # MySQL checks the foreign keys row by row: deepest first
+                    statement = children_first(statement, MessageRow.depth, engine.dialect.name)
+                await conn.execute(statement)
     finally:
         await engine.dispose()
 

@@ -124,11 +124,11 @@ class BlackholeProxy:
 
 
 def upstream_of(url: str) -> tuple[str, int] | str:
-    """Where a PostgreSQL URL points: (host, port), or the unix socket's path."""
+    """Where a PostgreSQL or MySQL URL points: (host, port), or the unix socket's path."""
     parsed = make_url(url)
     host = parsed.query.get("host") or parsed.host or "127.0.0.1"
     assert isinstance(host, str)
-    port = parsed.port or 5432
+    port = parsed.port or (5432 if parsed.get_backend_name() == "postgresql" else 3306)
     return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
 
 

@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def schema(conn: Connection, prefix: str = "") -> dict[str, Any]:
-    """Tables (columns with type and nullability, primary key, foreign keys, indexes), triggers and, on
-    PostgreSQL, functions; only names starting with ``prefix``."""
+    """Tables (columns with type and nullability, primary key, foreign keys, indexes; on MySQL/MariaDB the
+    engine and default collation too), triggers and, on PostgreSQL, functions; only names starting with
+    ``prefix``."""
     inspector = inspect(conn)
     tables: dict[str, Any] = {}
     for table in sorted(t for t in inspector.get_table_names() if t.startswith(prefix)):
@@ -48,6 +49,13 @@ def schema(conn: Connection, prefix: str = "") -> dict[str, Any]:
     if conn.dialect.name == "sqlite":
         triggers = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars()
         functions: list[str] = []
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        triggers = conn.execute(
+            text("SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()")
+        ).scalars()
+        functions = []
+        for table, options in _mysql_tables(conn, prefix).items():
+            tables[table]["options"] = options
     else:
         triggers = conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars()
         functions = list(
@@ -65,8 +73,21 @@ def schema(conn: Connection, prefix: str = "") -> dict[str, Any]:
     }
 
 
+def _mysql_tables(conn: Connection, prefix: str) -> dict[str, tuple[str, str]]:
+    """MySQL/MariaDB: each table's engine and default collation (which decides how its text compares)."""
+    found = conn.execute(
+        text(
+            "SELECT table_name, engine, table_collation FROM information_schema.tables "
+            "WHERE table_schema = DATABASE()"
+        )
+    )
+    return {name: (engine, collation) for name, engine, collation in found if name.startswith(prefix)}
+
+
 def _type(type_: Any) -> str:
     name = str(type_)
+    if getattr(type_, "fsp", None):  # MySQL's fractional seconds: DATETIME(6)
+        name += f"({type_.fsp})"
     if getattr(type_, "timezone", False):
         name += " WITH TIME ZONE"
     return name
