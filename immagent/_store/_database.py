@@ -4,7 +4,11 @@ Every operation of every part of the store goes through ``write()`` or ``read()`
 
 - ``write(session)`` is one transaction, committed when the block ends and rolled back when it raises;
   with a caller's ``session=``, rows join that transaction (flushed, not committed: the caller decides).
-- ``read()`` is a short session whose connection returns to the pool when the block ends.
+- ``write_many(work, session)`` is the same unit of work for a fixed list of Core statements (a turn's
+  inserts): ``work`` runs synchronously on the unit's connection inside one greenlet, with the begin and
+  the commit, instead of one greenlet switch (and one pass through the ORM's execute) per step.
+- ``read()`` is a short session for one statement, whose connection returns to the pool when the block
+  ends; on asyncpg it runs in autocommit (no BEGIN and ROLLBACK around a lone SELECT).
 - Neither is ever held across a model or tool call: callers read, release, run the pure core, then write.
 - Both check once per store that the database is at this library's migration head (SchemaError).
 - A cancellation never interrupts a statement, the commit, the rollback or the connection's return to
@@ -20,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import literal, select
+from sqlalchemy import Connection, literal, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
 from immagent import _validation as check
 from immagent._engine import DEFAULT_COMMAND_TIMEOUT_S, engine_options, prepare_engine
@@ -103,6 +108,19 @@ class Database:
         self.owns_engine = owns_engine
         self.sessions = async_sessionmaker(
             engine, class_=UnitSession, expire_on_commit=False, autoflush=False
+        )
+        # Every read is one statement, atomic on its own: on asyncpg, run it without BEGIN and ROLLBACK
+        # (two round trips of three; asyncpg switches autocommit on the client, at no cost). SQLite keeps
+        # its transactions: its driver's autocommit switch would undo prepare_engine()'s BEGIN recipe.
+        self.read_sessions = (
+            async_sessionmaker(
+                engine.execution_options(isolation_level="AUTOCOMMIT"),
+                class_=UnitSession,
+                expire_on_commit=False,
+                autoflush=False,
+            )
+            if engine.dialect.driver == "asyncpg"
+            else self.sessions
         )
         self.dialect = engine.dialect.name
         self._schema_checked = False
@@ -252,16 +270,55 @@ class Database:
                     raise
                 raise mapped from exc
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        """A short read session; its connection goes back to the pool on exit."""
+    async def write_many(self, work: Callable[[Connection], _T], session: AsyncSession | None = None) -> _T:
+        """``write(session)`` for synchronous Core work on the unit's connection: begin, ``work``, commit
+        (or, in a caller's session, ``work`` then a flush) all happen in one greenlet, run to their end
+        in a task of their own (``to_completion``). Same transaction rules as ``write``."""
+        check_session(session)
         with _connection_failures():
             await self.require_schema()
-            session = self.sessions()
+            try:
+                if session is not None:
+                    return await to_completion(session.run_sync(_joined, work))
+                async with self._write_lock:
+                    return await to_completion(self.sessions().run_sync(_committed, work))
+            except IntegrityError as exc:
+                mapped = _integrity_error(exc)
+                if mapped is exc:
+                    raise
+                raise mapped from exc
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A short session for one read statement; its connection goes back to the pool on exit."""
+        with _connection_failures():
+            await self.require_schema()
+            session = self.read_sessions()
             try:
                 yield session
             finally:
                 await to_completion(_end(session, commit=False))
+
+
+def _committed(session: Session, work: Callable[[Connection], _T]) -> _T:
+    """Our own unit of work, inside one greenlet: begin, work, commit; rolled back (explicitly, as
+    ``_end`` does) and closed on error."""
+    try:
+        result = work(session.connection())
+        session.commit()
+        return result
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _joined(session: Session, work: Callable[[Connection], _T]) -> _T:
+    """Work in a caller's session: its transaction, flushed after, never committed here."""
+    result = work(session.connection())
+    session.flush()
+    return result
 
 
 #: What a driver raises when the server cannot be reached at all (refused, unreachable, timed out).
