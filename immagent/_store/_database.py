@@ -50,9 +50,10 @@ __all__ = ["Database", "check_session", "schema_error", "to_completion", "unavai
 _T = TypeVar("_T")
 
 
-async def to_completion(awaitable: Awaitable[_T]) -> _T:
+async def to_completion(awaitable: Awaitable[_T], on_cancel: Callable[[], None] | None = None) -> _T:
     """Await ``awaitable`` in a task of its own that a cancellation of the caller does not interrupt:
-    the caller waits for it to end (a second cancellation too), then the cancellation is re-raised."""
+    the caller waits for it to end (a second cancellation too), then the cancellation is re-raised.
+    ``on_cancel`` is told when the caller is cancelled (so a unit of work can stop before its commit)."""
     task = asyncio.ensure_future(awaitable)
     cancelled: asyncio.CancelledError | None = None
     while not task.done():
@@ -60,6 +61,8 @@ async def to_completion(awaitable: Awaitable[_T]) -> _T:
             await asyncio.wait((task,))
         except asyncio.CancelledError as exc:
             cancelled = exc
+            if on_cancel is not None:
+                on_cancel()
     if cancelled is not None:
         if not task.cancelled():
             task.exception()  # retrieved: the cancellation is what the caller sees
@@ -272,8 +275,9 @@ class Database:
 
     async def write_many(self, work: Callable[[Connection], _T], session: AsyncSession | None = None) -> _T:
         """``write(session)`` for synchronous Core work on the unit's connection: begin, ``work``, commit
-        (or, in a caller's session, ``work`` then a flush) all happen in one greenlet, run to their end
-        in a task of their own (``to_completion``). Same transaction rules as ``write``."""
+        (or, in a caller's session, ``work`` then a flush) all happen in one greenlet, in a task of their
+        own (``to_completion``). Same rules as ``write``: a cancellation that arrives before the COMMIT
+        rolls the unit back once its current statement ends; from the COMMIT on, the unit completes."""
         check_session(session)
         with _connection_failures():
             await self.require_schema()
@@ -281,7 +285,9 @@ class Database:
                 if session is not None:
                     return await to_completion(session.run_sync(_joined, work))
                 async with self._write_lock:
-                    return await to_completion(self.sessions().run_sync(_committed, work))
+                    stop = _Stop()
+                    unit = self.sessions().run_sync(_committed, work, stop)
+                    return await to_completion(unit, on_cancel=stop.set)
             except IntegrityError as exc:
                 mapped = _integrity_error(exc)
                 if mapped is exc:
@@ -300,11 +306,22 @@ class Database:
                 await to_completion(_end(session, commit=False))
 
 
-def _committed(session: Session, work: Callable[[Connection], _T]) -> _T:
+class _Stop:
+    """Set when the caller of a unit of work was cancelled: the unit then rolls back before its commit."""
+
+    requested = False
+
+    def set(self) -> None:
+        self.requested = True
+
+
+def _committed(session: Session, work: Callable[[Connection], _T], stop: _Stop) -> _T:
     """Our own unit of work, inside one greenlet: begin, work, commit; rolled back (explicitly, as
-    ``_end`` does) and closed on error."""
+    ``_end`` does) and closed on error, or when the caller was cancelled before the commit."""
     try:
         result = work(session.connection())
+        if stop.requested:
+            raise asyncio.CancelledError("cancelled before the commit: rolled back")
         session.commit()
         return result
     except BaseException:
