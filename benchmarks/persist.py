@@ -430,8 +430,9 @@ def render(
         f"immagent's own CPU per turn, largest / length {first['length']} = "
         f"{figure1['own_cpu_flatness']:.3f} (target <= {OWN_CPU_FLATNESS_TARGET:.2f}): "
         f"{verdict(figure1['own_cpu_flatness_pass'])}",
-        "own CPU: the turn's main-thread CPU less LiteLLM's (immagent, SQLAlchemy, the driver); LiteLLM "
-        "call: wall time in litellm.acompletion; LiteLLM logging: CPU of its background success handler.",
+        "own CPU: the CPU of the turn's own steps less its LiteLLM call's (immagent, SQLAlchemy, the "
+        "driver); LiteLLM call: wall time in litellm.acompletion; LiteLLM logging: CPU of its background "
+        "success handler.",
         f"medians over {figure1['rounds']} rounds of {figure1['turns_per_round']} turns "
         "per length and method, interleaved.",
     ]
