@@ -136,6 +136,15 @@ async def main(dsn, lengths, turns):
         for i in range(turns):
             agent = await agent.advance(user_text(i))
         after = await relation_bytes(store)
+
+        cold_s = []
+        for _ in range(5):  # the history after clear_cache(), as the peers' cold loads
+            store.clear_cache()
+            loaded = await store.load_agent(base.id)
+            started = time.perf_counter()
+            history = await loaded.messages()
+            cold_s.append(time.perf_counter() - started)
+        assert len(history) == length, (len(history), length)
         rows.append(
             {
                 "length": length,
@@ -144,6 +153,7 @@ async def main(dsn, lengths, turns):
                 "statements_per_persist": persist_statements,
                 "relation_bytes_per_turn": (after - before) / turns,
                 "row_bytes_per_turn": await row_bytes(store, agent),
+                "cold_load_ms": statistics.median(cold_s) * 1000,
                 "turns": turns,
             }
         )

@@ -46,6 +46,9 @@ class Settings:
     agents: tuple[int, ...]
     latencies: tuple[float, ...]
     throughput_turns: int  # turns each agent takes in a throughput run
+    breakdown_turns: int  # sequential turns whose CPU figure 4b splits
+    workers: tuple[int, ...]  # worker process counts of figure 4c (PostgreSQL)
+    worker_rounds: int
     startup_runs: int
     original_turns: int
 
@@ -65,6 +68,9 @@ class Settings:
                 agents=(1, 4),
                 latencies=(0.0, 0.01),
                 throughput_turns=2,
+                breakdown_turns=10,
+                workers=(2,),
+                worker_rounds=1,
                 startup_runs=1,
                 original_turns=2,
             )
@@ -81,6 +87,9 @@ class Settings:
             agents=(1, 8, 64),
             latencies=(0.0, 0.2),
             throughput_turns=5,
+            breakdown_turns=200,
+            workers=(1, 2, 4),
+            worker_rounds=3,
             startup_runs=3,
             original_turns=10,
         )

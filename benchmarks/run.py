@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import loads, original, persist, startup, threads, throughput
+from benchmarks import loads, peers, persist, startup, threads, throughput, workers
 from benchmarks._support import (
     ROOT,
     Backend,
@@ -32,7 +32,7 @@ from benchmarks._support import (
     write_json,
 )
 
-BACKEND_FIGURES = ("persist", "bytes", "cold_load", "throughput", "threads", "original")
+BACKEND_FIGURES = ("persist", "bytes", "cold_load", "throughput", "workers", "peers", "threads")
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
 
 
@@ -53,7 +53,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_JSON,
         help=f"where to write the results ({DEFAULT_JSON.relative_to(ROOT)})",
     )
-    parser.add_argument("--skip-original", action="store_true", help="do not install or run immagent 0.1.2")
+    parser.add_argument(
+        "--skip-peers",
+        "--skip-original",
+        dest="skip_peers",
+        action="store_true",
+        help="do not install or run the peers (the original immagent 0.1.2, LangGraph)",
+    )
     return parser.parse_args(argv)
 
 
@@ -70,7 +76,10 @@ async def _ours(backend: Backend, settings: Settings) -> dict[str, Any]:
     figures.pop("bases")
     figures["cold_load"] = await loads.run(backend, settings)
     figures["throughput"] = await throughput.run(backend, settings)
+    figures["breakdown"] = await workers.breakdown(backend, settings)
     figures["threads"] = await threads.run(backend, settings)
+    if backend.is_pg and not settings.quick:
+        figures["peer_cold"] = await peers.ours_cold_loads(backend, settings)
     return figures
 
 
@@ -81,7 +90,8 @@ def run_backend(
     provider: PostgresProvider | None,
     args: argparse.Namespace,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Figures 1-4 and 6 on one backend (figure 5 is run once for all, in ``main``)."""
+    """Figures 1-4 and 6 on one backend (figure 5 is run once for all, in ``main``); the peers of
+    figure 6 run on PostgreSQL only."""
     out: list[str] = []
     started = time.perf_counter()
     figures = asyncio.run(_ours(backend, settings))
@@ -90,19 +100,31 @@ def run_backend(
         out.append(_print(block, target))
     out.append(_print(loads.render(name, figures["cold_load"]), figures["cold_load"]["target"]))
     out.append(_print(throughput.render(name, figures["throughput"]), figures["throughput"]["target"]))
-    out.append(_print(threads.render(name, figures["threads"]), figures["threads"]["target"]))
-    side = {"rows": [], "pass": None, "target": "side by side (no target)"}
-    if provider is None:
-        figures["original"] = {**side, "status": f"PostgreSQL only (0.1.2 has no {name} backend)"}
-    elif args.skip_original:
-        figures["original"] = {**side, "status": "not run: --skip-original"}
+    breakdown = figures.pop("breakdown")
+    if backend.is_pg:
+        figures["workers"] = workers.run(backend, settings, breakdown)
     else:
-        theirs = provider.database("immagent_original")
-        try:
-            figures["original"] = original.run(theirs, settings, figures)
-        finally:
-            theirs.dispose()
-        out.append(_print(original.render(figures["original"])))
+        figures["workers"] = {
+            "target": "run on PostgreSQL (on SQLite, processes queue on the file's one write lock)",
+            "breakdown": breakdown,
+            "rows": [],
+            "pass": None,
+        }
+    for block in workers.render(name, figures["workers"]):
+        out.append(_print(block, figures["workers"]["target"] if block[0].startswith("4c") else None))
+    cold = figures.pop("peer_cold", {})
+    if provider is not None and args.skip_peers:
+        figures["peers"] = {
+            "rows": [],
+            "pass": None,
+            "target": "side by side (no target)",
+            "status": "not run: --skip-peers",
+        }
+    else:
+        figures["peers"] = peers.run(provider, settings, figures, cold)
+    if provider is not None:
+        out.append(_print(peers.render(figures["peers"])))
+    out.append(_print(threads.render(name, figures["threads"]), figures["threads"]["target"]))
     figures["seconds"] = time.perf_counter() - started
     figures["database"] = backend.version
     return figures, out

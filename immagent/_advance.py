@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -41,6 +41,7 @@ __all__ = [
     "TurnResult",
     "advance",
     "run_turn",
+    "wire_forms",
 ]
 
 
@@ -66,7 +67,12 @@ class TurnOptions:
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """Everything the pure core needs for one turn: data in, nothing read from anywhere."""
+    """Everything the pure core needs for one turn: data in, nothing read from anywhere.
+
+    ``history_wire`` is the history in the model's wire format (``wire_forms(history)``), when the caller
+    kept it from an earlier turn (a ``TurnResult``): a turn then builds its request without a step per
+    message of the history. It is never mutated, and must match ``history`` exactly.
+    """
 
     history: tuple[Message, ...]
     system_prompt: str
@@ -74,6 +80,7 @@ class Turn:
     model: str
     settings: Mapping[str, Any]
     options: TurnOptions = field(default_factory=TurnOptions)
+    history_wire: Sequence[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +101,11 @@ class ToolCallFinished:
 
 @dataclass(frozen=True, slots=True)
 class TurnResult:
-    """The pure core's last event: every message the turn made, in order (user first)."""
+    """The pure core's last event: every message the turn made, in order (user first), and the wire
+    form of the whole new history (history + messages), for the caller to keep for the next turn."""
 
     messages: tuple[Message, ...]
+    history_wire: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +121,19 @@ class TurnComplete:
 TurnEvent = TextDelta | ToolCallStarted | ToolCallFinished | TurnResult | TurnComplete
 
 
-def _chat(system_prompt: str, history: Sequence[Message], new: Sequence[Message]) -> list[dict[str, Any]]:
-    """The request body's messages: system prompt, whole history, then this turn's messages."""
+def wire_forms(messages: Iterable[Message]) -> list[dict[str, Any]]:
+    """Messages in the model's wire format; each form is computed once per message, then shared."""
+    return [m.llm_form() for m in messages]
+
+
+def _chat(
+    system_prompt: str, history: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The request body's messages: system prompt, whole history, then this turn's messages, all in
+    wire form already (a copy of two lists of references, not a conversion per message)."""
     out: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
-    out.extend(m.to_llm() for m in history)
-    out.extend(m.to_llm() for m in new)
+    out += history
+    out += new
     return out
 
 
@@ -176,12 +193,15 @@ async def run_turn(turn: Turn, *, stream: bool = False) -> AsyncIterator[TurnEve
     """One turn as a stream of events, ending with a TurnResult. Raises LLMError when the model fails."""
     history, options, model, settings = turn.history, turn.options, turn.model, turn.settings
     tools, timeout, max_retries = options.mcp, options.timeout, options.max_retries
+    known = turn.history_wire
+    history_wire = known if known is not None and len(known) == len(history) else wire_forms(history)
     last = history[-1] if history else None
     new: list[Message] = [_next(last, role="user", content=turn.text)]
+    new_wire = [new[0].llm_form()]
     schemas = tools.get_all_tools() if tools is not None else []
     rounds = 0
     while True:
-        request = _chat(turn.system_prompt, history, new)
+        request = _chat(turn.system_prompt, history_wire, new_wire)
         completion: Completion | None = None
         if stream:
             async for event in _llm.stream(
@@ -216,6 +236,7 @@ async def run_turn(turn: Turn, *, stream: bool = False) -> AsyncIterator[TurnEve
             output_tokens=completion.output_tokens,
         )
         new.append(reply)
+        new_wire.append(reply.llm_form())
         if not completion.tool_calls:
             break
         calls = completion.tool_calls
@@ -228,6 +249,7 @@ async def run_turn(turn: Turn, *, stream: bool = False) -> AsyncIterator[TurnEve
         for call, (result, is_error) in zip(calls, outcomes, strict=True):
             yield ToolCallFinished(call, result, is_error)
             new.append(_next(new[-1], role="tool", content=result, tool_call_id=call.id))
+            new_wire.append(new[-1].llm_form())
         rounds += 1
         if rounds >= options.max_tool_rounds:
             logger.warning(
@@ -235,12 +257,13 @@ async def run_turn(turn: Turn, *, stream: bool = False) -> AsyncIterator[TurnEve
                 options.max_tool_rounds,
             )
             break
-    yield TurnResult(tuple(new))
+    yield TurnResult(tuple(new), [*history_wire, *new_wire])
 
 
-async def advance(turn: Turn) -> tuple[Message, ...]:
-    """One whole turn without streaming: the new messages, user message first."""
+async def advance(turn: Turn) -> TurnResult:
+    """One whole turn without streaming: the new messages (user message first) and the new history's
+    wire form."""
     async for event in run_turn(turn):
         if isinstance(event, TurnResult):
-            return event.messages
+            return event
     raise AssertionError("run_turn ended without a result")  # pragma: no cover

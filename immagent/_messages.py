@@ -51,6 +51,9 @@ class Message(BaseModel):
     """One message of a conversation; immutable and shared by every state whose history contains it."""
 
     model_config = ConfigDict(frozen=True)
+    # The wire form, computed once (``llm_form``). A slot, not a field or private attribute: equality,
+    # hashing, dumps, copies and pickles never see it, and a copy simply computes it again.
+    __slots__ = ("_llm_form",)
 
     id: UUID = Field(default_factory=uuid7)
     role: Role
@@ -81,6 +84,17 @@ class Message(BaseModel):
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
         return out
+
+    def llm_form(self) -> dict[str, Any]:
+        """``to_llm()`` computed once and shared by every request that carries this message (a message
+        never changes, so neither does its wire form): a turn then pays only for its new messages.
+        The result must not be mutated; ``to_llm()`` gives a fresh copy."""
+        try:
+            return self._llm_form  # type: ignore[attr-defined,no-any-return]
+        except AttributeError:
+            form = self.to_llm()
+            object.__setattr__(self, "_llm_form", form)
+            return form
 
     def same_content(self, other: Message) -> bool:
         """True when both messages say the same thing (ids, links and times aside)."""

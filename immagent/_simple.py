@@ -17,6 +17,9 @@ class SimpleAgent(BaseModel):
     """An immutable agent held in memory: ``advance`` returns a new SimpleAgent, this one is unchanged."""
 
     model_config = ConfigDict(frozen=True)
+    # The history's wire form for the model, kept from the turn that made this agent (a slot: equality,
+    # dumps and copies ignore it; a copy with another history computes its own).
+    __slots__ = ("_history_wire",)
 
     name: str
     system_prompt: str
@@ -50,11 +53,21 @@ class SimpleAgent(BaseModel):
     def _evolve(self, **changes: Any) -> SimpleAgent:
         return self.model_copy(update=changes)
 
+    def _after(self, result: TurnResult) -> SimpleAgent:
+        """The agent holding ``result``'s turn, with the new history's wire form kept for the next."""
+        agent = self._evolve(history=self.history + result.messages)
+        object.__setattr__(agent, "_history_wire", result.history_wire)
+        return agent
+
     def _turn(self, text: str, options: TurnOptions) -> Turn:
         """The pure core's input for one turn of this agent (inputs checked first)."""
         extra = check.turn_request(text, options)
         settings = {**self.model_settings, **extra}
-        return Turn(self.history, self.system_prompt, text, self.model, settings, options)
+        wire = getattr(self, "_history_wire", None)
+        if wire is None:  # the first turn from this history: convert it once, keep it
+            wire = core.wire_forms(self.history)
+            object.__setattr__(self, "_history_wire", wire)
+        return Turn(self.history, self.system_prompt, text, self.model, settings, options, wire)
 
     async def advance(
         self,
@@ -71,8 +84,7 @@ class SimpleAgent(BaseModel):
         """Send ``text`` to the model; the new agent holds the whole turn (tool calls included)."""
         sampling = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
         options = TurnOptions(mcp, max_retries, timeout, max_tool_rounds, sampling)
-        new = await core.advance(self._turn(text, options))
-        return self._evolve(history=self.history + new)
+        return self._after(await core.advance(self._turn(text, options)))
 
     async def advance_stream(
         self,
@@ -91,7 +103,7 @@ class SimpleAgent(BaseModel):
         options = TurnOptions(mcp, max_retries, timeout, max_tool_rounds, sampling)
         async for event in core.run_turn(self._turn(text, options), stream=True):
             if isinstance(event, TurnResult):
-                yield TurnComplete(self._evolve(history=self.history + event.messages), event.messages)
+                yield TurnComplete(self._after(event), event.messages)
             else:
                 yield event
 

@@ -146,3 +146,51 @@ async def test_messages_alias_and_values(store: Store, llm: ScriptedOpenAIServer
     assert all(isinstance(m, Message) for m in messages)
     assert messages[0].content == "hello" and messages[0].role == "user"
     assert isinstance(new, PersistentAgent)
+
+
+def _as_sent(form: dict[str, Any]) -> dict[str, Any]:
+    """A wire form as the server receives it: LiteLLM leaves out a null ``content`` on the wire."""
+    return {k: v for k, v in form.items() if not (k == "content" and v is None)}
+
+
+async def test_reused_wire_forms_reach_the_model_exactly_and_litellm_leaves_them_unchanged(
+    store: Store, llm: ScriptedOpenAIServer
+) -> None:
+    """A turn sends each history message's wire form computed once and kept (``Message.llm_form``);
+    after real calls through LiteLLM's HTTP path, with tool calls in the history, every kept form still
+    equals a fresh ``to_llm()``, branches included, so LiteLLM did not mutate what the next turn reuses."""
+    from immagent import SimpleAgent
+
+    agent = await store.create_agent(name="w", system_prompt="p", model=MODEL)
+    llm.reply(None, tool_calls=[("call_1", "missing_tool", '{"a": 1}')])
+    llm.reply("after the tool")
+    one = await agent.advance("first")  # the tool call is answered with an error message: no tools
+    llm.reply("second answer")
+    two = await one.advance("second")
+    llm.reply("a branch")
+    branch = await one.advance("other")
+    store.clear_cache()
+    cold = await store.load_agent(two.id)
+    llm.reply("third answer")
+    await cold.advance("third")
+
+    history = await cold.messages()
+    fresh = [m.to_llm() for m in history]
+    assert [m.llm_form() for m in history] == fresh
+    assert llm.last_request["messages"] == [
+        {"role": "system", "content": "p"},
+        *map(_as_sent, fresh),
+        {"role": "user", "content": "third"},
+    ]
+    kept = store._cache.history_wire(two) or []
+    assert kept == [m.to_llm() for m in await two.messages()]
+    assert [m.role for m in await branch.messages()][-2:] == ["user", "assistant"]
+    assert llm.requests[3]["messages"][1:] == [_as_sent(m.to_llm()) for m in (await branch.messages())[:-1]]
+    assert any(m.tool_calls for m in history) and any(m.role == "tool" for m in history)
+
+    simple = SimpleAgent(name="s", system_prompt="p", model=MODEL)
+    llm.reply("s1")
+    llm.reply("s2")
+    later = await (await simple.advance("one")).advance("two")
+    assert llm.last_request["messages"][1:] == [m.to_llm() for m in later.messages()[:-1]]
+    assert later == SimpleAgent(name="s", system_prompt="p", model=MODEL, history=later.messages())

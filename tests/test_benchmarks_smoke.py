@@ -15,7 +15,7 @@ from benchmarks.run import main
 from tests.support.mysql import MySQLServer
 from tests.support.postgres import PostgresServer
 
-BACKEND_FIGURES = ("persist", "bytes", "cold_load", "throughput", "threads", "original")
+BACKEND_FIGURES = ("persist", "bytes", "cold_load", "throughput", "workers", "peers", "threads")
 
 
 def _positive(value: float) -> bool:
@@ -50,13 +50,16 @@ def test_the_quick_benchmark_measures_and_writes_every_figure_on_every_backend(
         persist = figures["persist"]["rows"]
         assert [r["length"] for r in persist] == results["settings"]["lengths"]
         for row in persist:
-            for key in ("advance_ms", "model_litellm_ms", "persist_ms", "floor_ms", "ratio"):
+            for key in ("advance_ms", "own_cpu_ms", "litellm_call_ms", "persist_ms", "floor_ms", "ratio"):
                 assert _positive(row[key]), (name, key, row)
             assert row["statements_per_turn"] >= 1
         assert _positive(figures["persist"]["flatness"])
         loads = figures["cold_load"]["rows"]
-        assert [r["rows"] for r in loads] == [results["settings"]["history"], results["settings"]["lineage"]]
-        assert all(_positive(r["cold_ms"]) and r["statements"] >= 1 for r in loads)
+        lineage = results["settings"]["lineage"]
+        assert [r["rows"] for r in loads] == [results["settings"]["history"], lineage, lineage]
+        assert all(
+            _positive(r["cold_ms"]) and _positive(r["core_rows_ms"]) and r["statements"] == 1 for r in loads
+        )
         throughput = figures["throughput"]["rows"]
         assert len(throughput) == len(results["settings"]["agents"]) * len(results["settings"]["latencies"])
         assert all(_positive(r["turns_per_s"]) for r in throughput)
@@ -64,15 +67,17 @@ def test_the_quick_benchmark_measures_and_writes_every_figure_on_every_backend(
         turns, paging = figures["threads"]["turns"], figures["threads"]["paging"]
         assert turns["statements"]["thread"] == turns["statements"]["plain"] + 1
         assert all(_positive(paging[k]) for k in ("first_ms", "keyset_ms", "offset_ms"))
-        assert "status" in figures["original"]
+        assert "status" in figures["peers"] and not figures["peers"]["rows"]  # peers: full runs only
+        breakdown = figures["workers"]["breakdown"]
+        assert all(_positive(breakdown[k]) for k in ("wall", "loop", "own", "call"))
         assert f"1. Persist cost per turn, {name}" in printed
 
     sizes = results["backends"]["postgresql"]["bytes"]["rows"]
     assert [r["length"] for r in sizes] == results["settings"]["lengths"]
     assert all(r["row_bytes_per_turn"] > 0 and r["relation_bytes_per_turn"] >= 0 for r in sizes)
-    original = results["backends"]["postgresql"]["original"]
-    if original["rows"]:  # present only where benchmarks/.venv-original was installed by a full run
-        assert [r["length"] for r in original["rows"]] == results["settings"]["lengths"]
+    workers = results["backends"]["postgresql"]["workers"]["rows"]
+    assert [r["workers"] for r in workers] == results["settings"]["workers"]
+    assert all(_positive(r["turns_per_s"]) for r in workers)
 
     startup = results["startup"]
     assert _positive(startup["import_s"]) and startup["first_turn"]

@@ -6,23 +6,83 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import Select, func, insert, literal, select
+from sqlalchemy import Integer, Select, bindparam, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from immagent import _validation as check
 from immagent._errors import AgentNotFoundError, MessageNotFoundError, ValidationError
 from immagent._ids import as_uuid, content_id, uuid7
 from immagent._messages import Message, utcnow
-from immagent._orm import AGENTS, MESSAGES, TEXTS, AgentRow, TextRow
+from immagent._orm import AGENTS, MESSAGES, TEXTS
 from immagent._sql import insert_ignore
 from immagent._store._paging import Page, after_cursor, decode_cursor, encode_cursor, page_of
-from immagent._store._rows import agent_view, derived_agent, message_view
+from immagent._store._rows import (
+    AGENT_COLUMNS,
+    MESSAGE_COLUMNS,
+    agent_from_values,
+    agent_views,
+    columns,
+    derived_agent,
+    message_views,
+    no_collection,
+)
 from immagent._views import PersistentAgent
 
 if TYPE_CHECKING:
     from immagent._store._store import Store
 
 _CURSOR = "agents"
+
+
+# ---------------------------------------------------------------------- the reads, built once
+# A statement object keeps its cache key, so each read goes straight to its compiled form; building the
+# recursive walks anew cost more than running them on a short history.
+
+
+def _history_statement() -> Select[Any]:
+    """The history ending at :head_id, root first: one recursive walk up the ``parent_id`` links."""
+    table = MESSAGES
+    walk = select(table).where(table.c.id == bindparam("head_id")).cte("immagent_history", recursive=True)
+    parent = table.alias("parent")
+    walk = walk.union_all(select(parent).join(walk, parent.c.id == walk.c.parent_id))
+    return select(*columns(walk.c, MESSAGE_COLUMNS)).order_by(walk.c.depth)
+
+
+def _lineage_statement() -> Select[Any]:
+    """The states that led to :agent_id, root first: one recursive walk up the ``parent_id`` links."""
+    table = AGENTS
+    walk = (
+        select(table, literal(0).label("generation"))
+        .where(table.c.id == bindparam("agent_id"))
+        .cte("immagent_lineage", recursive=True)
+    )
+    parent = table.alias("parent")
+    walk = walk.union_all(
+        select(parent, (walk.c.generation + 1).label("generation")).join(
+            walk, parent.c.id == walk.c.parent_id
+        )
+    )
+    return select(*columns(walk.c, AGENT_COLUMNS)).order_by(walk.c.generation.desc())
+
+
+_AGENT_ROWS = select(*columns(AGENTS.c, AGENT_COLUMNS))  # the columns views are built from
+_NEWEST_FIRST = (AGENTS.c.created_at.desc(), AGENTS.c.id.desc())
+HISTORY = _history_statement()
+LINEAGE = _lineage_statement()
+_OF_TENANT = AGENTS.c.tenant == bindparam("tenant")
+LOAD = _AGENT_ROWS.where(AGENTS.c.id == bindparam("id"), _OF_TENANT)
+LOAD_MANY = _AGENT_ROWS.where(AGENTS.c.id.in_(bindparam("ids", expanding=True)), _OF_TENANT)
+LISTING = (  # newest first, one row more than the page, for its next cursor
+    _AGENT_ROWS.where(_OF_TENANT)
+    .order_by(*_NEWEST_FIRST)
+    .limit(bindparam("limit", type_=Integer))
+    .offset(bindparam("offset", type_=Integer))
+)
+FIND_BY_NAME = _AGENT_ROWS.where(AGENTS.c.name == bindparam("name"), _OF_TENANT).order_by(*_NEWEST_FIRST)
+CHILDREN = _AGENT_ROWS.where(AGENTS.c.parent_id == bindparam("parent_id"), _OF_TENANT).order_by(
+    AGENTS.c.created_at, AGENTS.c.id
+)
+TEXT = select(TEXTS.c.content).where(TEXTS.c.id == bindparam("id"))
 
 
 def cached(store: Store, key: UUID) -> PersistentAgent | None:
@@ -32,10 +92,15 @@ def cached(store: Store, key: UUID) -> PersistentAgent | None:
 
 
 def bind(
-    store: Store, view: PersistentAgent, history: tuple[Message, ...] | None = None, *, cache: bool = True
+    store: Store,
+    view: PersistentAgent,
+    history: tuple[Message, ...] | None = None,
+    *,
+    cache: bool = True,
+    wire: list[dict[str, Any]] | None = None,
 ) -> PersistentAgent:
-    """Attach ``store`` (and, when known, the history) to a view and cache it. A state written in a
-    caller's session (``cache=False``) is not cached: that transaction may still roll back."""
+    """Attach ``store`` (and, when known, the history and its wire form) to a view and cache it. A state
+    written in a caller's session (``cache=False``) is not cached: that transaction may still roll back."""
     existing = store._cache.agents.get(view.id)
     if existing is not None:
         view = existing
@@ -44,7 +109,7 @@ def bind(
         if cache:
             store._cache.agents[view.id] = view
     if history is not None:
-        store._cache.share_history(view, history)
+        store._cache.share_history(view, history, wire)
     return view
 
 
@@ -75,15 +140,15 @@ async def create(
         "system_prompt_id": prompt_id,
         "head_id": None,
         "model": model,
-        "metadata_": meta,
+        "metadata": meta,
         "model_settings": settings,
         "created_at": now,
     }
     async with store._db.write(session) as s:
         await insert_ignore(s, TEXTS, [{"id": prompt_id, "content": system_prompt, "created_at": now}])
-        await s.execute(insert(AgentRow), [row])
+        await s.execute(insert(AGENTS), [row])
     store._cache.remember_text(prompt_id, system_prompt)
-    return bind(store, agent_view(row), (), cache=session is None)
+    return bind(store, agent_from_values(row), (), cache=session is None)
 
 
 async def load(store: Store, agent_id: UUID | str) -> PersistentAgent:
@@ -91,12 +156,11 @@ async def load(store: Store, agent_id: UUID | str) -> PersistentAgent:
     known = cached(store, key)
     if known is not None:
         return known
-    stmt = select(AgentRow).where(AgentRow.id == key, AgentRow.tenant == store.tenant_name)
     async with store._db.read() as s:
-        row = (await s.execute(stmt)).scalar_one_or_none()
-    if row is None:
+        found = _bound(store, await s.execute(LOAD, {"id": key, "tenant": store.tenant_name}))
+    if not found:
         raise AgentNotFoundError(key)
-    return bind(store, agent_view(row))
+    return found[0]
 
 
 async def load_many(store: Store, agent_ids: Iterable[UUID | str]) -> tuple[PersistentAgent, ...]:
@@ -106,11 +170,10 @@ async def load_many(store: Store, agent_ids: Iterable[UUID | str]) -> tuple[Pers
     found: dict[UUID, PersistentAgent] = {k: v for k in keys if (v := cached(store, k)) is not None}
     missing = [k for k in dict.fromkeys(keys) if k not in found]
     if missing:
-        stmt = select(AgentRow).where(AgentRow.id.in_(missing), AgentRow.tenant == store.tenant_name)
         async with store._db.read() as s:
-            rows = (await s.execute(stmt)).scalars()
-            for row in rows:
-                found[row.id] = bind(store, agent_view(row))
+            params = {"ids": missing, "tenant": store.tenant_name}
+            views = _bound(store, await s.execute(LOAD_MANY, params))
+        found.update((view.id, view) for view in views)
     for key in keys:
         if key not in found:
             raise AgentNotFoundError(key)
@@ -119,10 +182,10 @@ async def load_many(store: Store, agent_ids: Iterable[UUID | str]) -> tuple[Pers
 
 def _named(store: Store, stmt: Select[Any], name: str | None) -> Select[Any]:
     """``stmt`` limited to this store's tenant and, when given, names holding ``name`` (any case)."""
-    stmt = stmt.where(AgentRow.tenant == store.tenant_name)
+    stmt = stmt.where(AGENTS.c.tenant == store.tenant_name)
     if name is not None:
         check.text("name", name, allow_empty=True)
-        stmt = stmt.where(AgentRow.name.icontains(name, autoescape=True))
+        stmt = stmt.where(AGENTS.c.name.icontains(name, autoescape=True))
     return stmt
 
 
@@ -131,34 +194,45 @@ async def listing(
 ) -> Page[PersistentAgent]:
     check.positive_int("limit", limit, minimum=0)
     check.positive_int("offset", offset, minimum=0)
-    stmt = _named(store, select(AgentRow), name).order_by(AgentRow.created_at.desc(), AgentRow.id.desc())
+    params: dict[str, Any] = {"limit": limit + 1, "offset": offset, "tenant": store.tenant_name}
+    stmt = LISTING  # the common case, built once; a name or a cursor adds its condition
+    if name is not None:
+        stmt = _named(store, stmt, name)
     if after is not None:
         if offset:
             raise ValidationError("offset", "pass either after= (keyset) or offset=, not both")
         at, last = decode_cursor(_CURSOR, after)
-        stmt = stmt.where(after_cursor(AgentRow.created_at, AgentRow.id, at, as_uuid(last, "after")))
+        stmt = stmt.where(after_cursor(AGENTS.c.created_at, AGENTS.c.id, at, as_uuid(last, "after")))
     async with store._db.read() as s:
-        rows = (await s.execute(stmt.limit(limit + 1).offset(offset))).scalars().all()
-    views = [bind(store, agent_view(r)) for r in rows]
+        views = list(_bound(store, await s.execute(stmt, params)))
     return page_of(views, limit, lambda v: encode_cursor(_CURSOR, v.created_at, str(v.id)))
 
 
 async def count(store: Store, *, name: str | None) -> int:
-    stmt = _named(store, select(func.count()).select_from(AgentRow), name)
+    stmt = _named(store, select(func.count()).select_from(AGENTS), name)
     async with store._db.read() as s:
         return int((await s.execute(stmt)).scalar_one())
 
 
 async def find_by_name(store: Store, name: str) -> tuple[PersistentAgent, ...]:
     check.text("name", name, allow_empty=True)
-    stmt = (
-        select(AgentRow)
-        .where(AgentRow.name == name, AgentRow.tenant == store.tenant_name)
-        .order_by(AgentRow.created_at.desc(), AgentRow.id.desc())
-    )
     async with store._db.read() as s:
-        rows = (await s.execute(stmt)).scalars().all()
-    return tuple(bind(store, agent_view(r)) for r in rows)
+        return _bound(store, await s.execute(FIND_BY_NAME, {"name": name, "tenant": store.tenant_name}))
+
+
+def _bound(store: Store, rows: Iterable[Any]) -> tuple[PersistentAgent, ...]:
+    """Views of agent rows (a result is consumed row by row, never held as a list of rows), bound to
+    ``store`` and cached (the cached view when there is one already)."""
+    cached = store._cache.agents
+    out: list[PersistentAgent] = []
+    views = agent_views(rows, store)
+    with no_collection():  # one weak reference per new view: the same burst as building them
+        for view in views:
+            existing = cached.get(view.id)
+            if existing is None:
+                cached[view.id] = existing = view
+            out.append(existing)
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------- what a bound view reads
@@ -175,47 +249,25 @@ async def history(store: Store, agent: PersistentAgent) -> tuple[Message, ...]:
 
 
 async def _read_history(store: Store, head_id: UUID) -> tuple[Message, ...]:
-    table = MESSAGES
-    walk = select(table).where(table.c.id == head_id).cte("immagent_history", recursive=True)
-    parent = table.alias("parent")
-    walk = walk.union_all(select(parent).join(walk, parent.c.id == walk.c.parent_id))
     async with store._db.read() as s:
-        rows = (await s.execute(select(walk).order_by(walk.c.depth))).all()
-    if not rows:
+        views = message_views(await s.execute(HISTORY, {"head_id": head_id}))
+    if not views:
         raise MessageNotFoundError(head_id, f"history head {head_id} not found (removed by gc?)")
-    return tuple(message_view(r) for r in rows)
+    return tuple(views)
 
 
 async def lineage(store: Store, agent: PersistentAgent) -> tuple[PersistentAgent, ...]:
     """Root first, in one recursive query; stops at a deleted ancestor."""
-    table = AGENTS
-    walk = (
-        select(table, literal(0).label("generation"))
-        .where(table.c.id == agent.id)
-        .cte("immagent_lineage", recursive=True)
-    )
-    parent = table.alias("parent")
-    walk = walk.union_all(
-        select(parent, (walk.c.generation + 1).label("generation")).join(
-            walk, parent.c.id == walk.c.parent_id
-        )
-    )
     async with store._db.read() as s:
-        rows = (await s.execute(select(walk).order_by(walk.c.generation.desc()))).all()
-    if not rows:
+        views = _bound(store, await s.execute(LINEAGE, {"agent_id": agent.id}))
+    if not views:
         raise AgentNotFoundError(agent.id)
-    return tuple(bind(store, agent_view(r)) for r in rows)
+    return views
 
 
 async def children(store: Store, agent: PersistentAgent) -> tuple[PersistentAgent, ...]:
-    stmt = (
-        select(AgentRow)
-        .where(AgentRow.parent_id == agent.id, AgentRow.tenant == agent.tenant)
-        .order_by(AgentRow.created_at, AgentRow.id)
-    )
     async with store._db.read() as s:
-        rows = (await s.execute(stmt)).scalars().all()
-    return tuple(bind(store, agent_view(r)) for r in rows)
+        return _bound(store, await s.execute(CHILDREN, {"parent_id": agent.id, "tenant": agent.tenant}))
 
 
 async def text(store: Store, text_id: UUID) -> str:
@@ -224,7 +276,8 @@ async def text(store: Store, text_id: UUID) -> str:
     if cached is not None:
         return cached
     async with store._db.read() as s:
-        content = (await s.execute(select(TextRow.content).where(TextRow.id == text_id))).scalar_one_or_none()
+        stored = await s.execute(TEXT, {"id": text_id})
+        content: str | None = stored.scalar_one_or_none()
     if content is None:
         raise MessageNotFoundError(text_id, f"system prompt {text_id} not found")
     store._cache.remember_text(text_id, content)
@@ -243,5 +296,5 @@ async def derive(
     meta = agent.metadata if metadata is None else check.json_object("metadata", metadata)
     row = derived_agent(agent, parent_id=parent_id, head_id=agent.head_id, metadata=meta)
     async with store._db.write(session) as s:
-        await s.execute(insert(AgentRow), [row])
-    return bind(store, agent_view(row), store._cache.history_of(agent), cache=session is None)
+        await s.execute(insert(AGENTS), [row])
+    return bind(store, agent_from_values(row), store._cache.history_of(agent), cache=session is None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
+from typing import Any
 from uuid import UUID
 
 from immagent._messages import Message
@@ -19,12 +20,14 @@ _TEXT_CACHE_SIZE = 1024
 
 
 class _History:
-    """A cached history (a tuple cannot be weakly referenced, this holder can)."""
+    """A cached history (a tuple cannot be weakly referenced, this holder can), and its wire form for the
+    model once a turn needed it (kept with the tuple it was made from, so the two always match)."""
 
-    __slots__ = ("__weakref__", "messages")
+    __slots__ = ("__weakref__", "messages", "wire")
 
-    def __init__(self, messages: tuple[Message, ...]) -> None:
+    def __init__(self, messages: tuple[Message, ...], wire: list[dict[str, Any]] | None = None) -> None:
         self.messages = messages
+        self.wire = wire
 
 
 class ViewCache:
@@ -49,17 +52,32 @@ class ViewCache:
         holder = self._histories.get(view.head_id)
         return holder.messages if holder is not None else None
 
-    def share_history(self, view: PersistentAgent, messages: tuple[Message, ...]) -> None:
-        """Attach ``messages`` to ``view``; states with the same head share one holder."""
+    def share_history(
+        self, view: PersistentAgent, messages: tuple[Message, ...], wire: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Attach ``messages`` (and their wire form, when known) to ``view``; states with the same head
+        share one holder."""
         if view._history is not None:
             return
         head_id = view.head_id
         holder = self._histories.get(head_id) if head_id is not None else None
         if holder is None:
-            holder = _History(messages)
+            holder = _History(messages, wire)
             if head_id is not None:
                 self._histories[head_id] = holder
         view._history = holder
+
+    @staticmethod
+    def history_wire(view: PersistentAgent) -> list[dict[str, Any]] | None:
+        """The wire form kept with the history attached to ``view`` (None when no turn needed it yet)."""
+        holder = view._history
+        return None if holder is None else holder.wire
+
+    @staticmethod
+    def keep_history_wire(view: PersistentAgent, wire: list[dict[str, Any]]) -> None:
+        """Keep ``wire`` (made from the history attached to ``view``) with that history."""
+        if view._history is not None:
+            view._history.wire = wire
 
     def text(self, text_id: UUID) -> str | None:
         return self._texts.get(text_id)

@@ -4,7 +4,11 @@ Every operation of every part of the store goes through ``write()`` or ``read()`
 
 - ``write(session)`` is one transaction, committed when the block ends and rolled back when it raises;
   with a caller's ``session=``, rows join that transaction (flushed, not committed: the caller decides).
-- ``read()`` is a short session whose connection returns to the pool when the block ends.
+- ``write_many(work, session)`` is the same unit of work for a fixed list of Core statements (a turn's
+  inserts): ``work`` runs synchronously on the unit's connection inside one greenlet, with the begin and
+  the commit, instead of one greenlet switch (and one pass through the ORM's execute) per step.
+- ``read()`` is a short session for one statement, whose connection returns to the pool when the block
+  ends; on asyncpg it runs in autocommit (no BEGIN and ROLLBACK around a lone SELECT).
 - Neither is ever held across a model or tool call: callers read, release, run the pure core, then write.
 - Both check once per store that the database is at this library's migration head (SchemaError).
 - A cancellation never interrupts a statement, the commit, the rollback or the connection's return to
@@ -20,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import literal, select
+from sqlalchemy import Connection, literal, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
 from immagent import _validation as check
 from immagent._engine import DEFAULT_COMMAND_TIMEOUT_S, engine_options, prepare_engine
@@ -45,9 +50,10 @@ __all__ = ["Database", "check_session", "schema_error", "to_completion", "unavai
 _T = TypeVar("_T")
 
 
-async def to_completion(awaitable: Awaitable[_T]) -> _T:
+async def to_completion(awaitable: Awaitable[_T], on_cancel: Callable[[], None] | None = None) -> _T:
     """Await ``awaitable`` in a task of its own that a cancellation of the caller does not interrupt:
-    the caller waits for it to end (a second cancellation too), then the cancellation is re-raised."""
+    the caller waits for it to end (a second cancellation too), then the cancellation is re-raised.
+    ``on_cancel`` is told when the caller is cancelled (so a unit of work can stop before its commit)."""
     task = asyncio.ensure_future(awaitable)
     cancelled: asyncio.CancelledError | None = None
     while not task.done():
@@ -55,6 +61,8 @@ async def to_completion(awaitable: Awaitable[_T]) -> _T:
             await asyncio.wait((task,))
         except asyncio.CancelledError as exc:
             cancelled = exc
+            if on_cancel is not None:
+                on_cancel()
     if cancelled is not None:
         if not task.cancelled():
             task.exception()  # retrieved: the cancellation is what the caller sees
@@ -103,6 +111,19 @@ class Database:
         self.owns_engine = owns_engine
         self.sessions = async_sessionmaker(
             engine, class_=UnitSession, expire_on_commit=False, autoflush=False
+        )
+        # Every read is one statement, atomic on its own: on asyncpg, run it without BEGIN and ROLLBACK
+        # (two round trips of three; asyncpg switches autocommit on the client, at no cost). SQLite keeps
+        # its transactions: its driver's autocommit switch would undo prepare_engine()'s BEGIN recipe.
+        self.read_sessions = (
+            async_sessionmaker(
+                engine.execution_options(isolation_level="AUTOCOMMIT"),
+                class_=UnitSession,
+                expire_on_commit=False,
+                autoflush=False,
+            )
+            if engine.dialect.driver == "asyncpg"
+            else self.sessions
         )
         self.dialect = engine.dialect.name
         self._schema_checked = False
@@ -252,16 +273,69 @@ class Database:
                     raise
                 raise mapped from exc
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        """A short read session; its connection goes back to the pool on exit."""
+    async def write_many(self, work: Callable[[Connection], _T], session: AsyncSession | None = None) -> _T:
+        """``write(session)`` for synchronous Core work on the unit's connection: begin, ``work``, commit
+        (or, in a caller's session, ``work`` then a flush) all happen in one greenlet, in a task of their
+        own (``to_completion``). Same rules as ``write``: a cancellation that arrives before the COMMIT
+        rolls the unit back once its current statement ends; from the COMMIT on, the unit completes."""
+        check_session(session)
         with _connection_failures():
             await self.require_schema()
-            session = self.sessions()
+            try:
+                if session is not None:
+                    return await to_completion(session.run_sync(_joined, work))
+                async with self._write_lock:
+                    stop = _Stop()
+                    unit = self.sessions().run_sync(_committed, work, stop)
+                    return await to_completion(unit, on_cancel=stop.set)
+            except IntegrityError as exc:
+                mapped = _integrity_error(exc)
+                if mapped is exc:
+                    raise
+                raise mapped from exc
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A short session for one read statement; its connection goes back to the pool on exit."""
+        with _connection_failures():
+            await self.require_schema()
+            session = self.read_sessions()
             try:
                 yield session
             finally:
                 await to_completion(_end(session, commit=False))
+
+
+class _Stop:
+    """Set when the caller of a unit of work was cancelled: the unit then rolls back before its commit."""
+
+    requested = False
+
+    def set(self) -> None:
+        self.requested = True
+
+
+def _committed(session: Session, work: Callable[[Connection], _T], stop: _Stop) -> _T:
+    """Our own unit of work, inside one greenlet: begin, work, commit; rolled back (explicitly, as
+    ``_end`` does) and closed on error, or when the caller was cancelled before the commit."""
+    try:
+        result = work(session.connection())
+        if stop.requested:
+            raise asyncio.CancelledError("cancelled before the commit: rolled back")
+        session.commit()
+        return result
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _joined(session: Session, work: Callable[[Connection], _T]) -> _T:
+    """Work in a caller's session: its transaction, flushed after, never committed here."""
+    result = work(session.connection())
+    session.flush()
+    return result
 
 
 #: What a driver raises when the server cannot be reached at all (refused, unreachable, timed out).

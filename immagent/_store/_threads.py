@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import Select, and_, delete, func, insert, select
+from sqlalchemy import Connection, Select, and_, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from immagent._store._store import Store
 
 _CURSOR = "threads"
+_INSERT_MOVE = insert(THREAD_MOVES)
 
 
 def _bind(store: Store, view: Thread, head: PersistentAgent | None = None) -> Thread:
@@ -92,13 +93,14 @@ def _move(tenant: str, key: str, position: int, agent_id: UUID, kind: str) -> di
     }
 
 
-async def _append(session: AsyncSession, thread: Thread, agent_id: UUID, kind: str) -> Thread:
-    """Insert the thread's next position; the primary key refuses it if another writer got there first.
-    Returns the moved thread's view (unbound: the caller binds it once the transaction committed)."""
+def _append(conn: Connection, thread: Thread, agent_id: UUID, kind: str) -> Thread:
+    """Insert the thread's next position (on the unit of work's connection, in its greenlet: see
+    ``Database.write_many``); the primary key refuses it if another writer got there first. Returns the
+    moved thread's view (unbound: the caller binds it once the transaction committed)."""
     values = _move(thread.tenant, thread.key, thread.position + 1, agent_id, kind)
     moved = {**thread.__dict__, "agent_id": agent_id, "position": values["position"]}
     try:
-        await session.execute(insert(THREAD_MOVES), [values])
+        conn.execute(_INSERT_MOVE, values)
     except IntegrityError as exc:
         kind_of = violation(exc)
         if kind_of == "unique":
@@ -267,8 +269,7 @@ async def move(
 ) -> Thread:
     target = await _agent_in_tenant(store, agent)
     try:
-        async with store._db.write(session) as s:
-            moved = await _append(s, thread, target.id, "move")
+        moved = await store._db.write_many(lambda conn: _append(conn, thread, target.id, "move"), session)
     except ConflictError as exc:
         raise await _conflict(store, exc) from exc.__cause__
     except _Missing as exc:
@@ -283,8 +284,8 @@ class _Moves:
         self.thread = thread
         self.moved: Thread | None = None
 
-    async def __call__(self, session: AsyncSession, new_id: UUID) -> None:
-        self.moved = await _append(session, self.thread, new_id, "advance")
+    def __call__(self, conn: Connection, new_id: UUID) -> None:
+        self.moved = _append(conn, self.thread, new_id, "advance")
 
     def result(self, store: Store, head: PersistentAgent) -> Thread:
         assert self.moved is not None, "the turn committed without its move"

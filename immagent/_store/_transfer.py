@@ -58,7 +58,6 @@ async def import_states(
     for agent in agents:
         row = derived_agent(agent, parent_id=agent.parent_id, head_id=agent.head_id, metadata=agent.metadata)
         row.update(id=agent.id, created_at=agent.created_at, root_id=agent.root_id, tenant=store.tenant_name)
-        row["metadata"] = row.pop("metadata_")  # the Core table's column key
         rows.append(row)
     now = utcnow()
     async with store._db.write() as s:

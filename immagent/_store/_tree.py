@@ -15,7 +15,7 @@ from immagent._errors import AgentNotFoundError
 from immagent._messages import Message
 from immagent._orm import AGENTS, MESSAGES
 from immagent._store import _agents
-from immagent._store._rows import agent_view, message_view
+from immagent._store._rows import AGENT_COLUMNS, MESSAGE_COLUMNS, columns, message_views
 from immagent._views import PersistentAgent
 
 if TYPE_CHECKING:
@@ -36,23 +36,21 @@ async def states(store: Store, state: PersistentAgent | UUID | str) -> tuple[Per
     """Every state of ``state``'s tree, oldest first (creation time, then id)."""
     tenant, root_id = await _root_of(store, state)
     stmt = (
-        select(AGENTS)
+        select(*columns(AGENTS.c, AGENT_COLUMNS))
         .where(AGENTS.c.tenant == tenant, AGENTS.c.root_id == root_id)
         .order_by(AGENTS.c.created_at, AGENTS.c.id)
     )
     async with store._db.read() as s:
-        rows = (await s.execute(stmt)).all()
-    return tuple(_agents.bind(store, agent_view(r)) for r in rows)
+        return _agents._bound(store, await s.execute(stmt))
 
 
 async def messages(store: Store, state: PersistentAgent | UUID | str) -> tuple[Message, ...]:
     """Every message of ``state``'s tree (all its states' histories), by depth, then creation."""
     tenant, root_id = await _root_of(store, state)
     stmt = (
-        select(MESSAGES)
+        select(*columns(MESSAGES.c, MESSAGE_COLUMNS))
         .where(MESSAGES.c.tenant == tenant, MESSAGES.c.root_id == root_id)
         .order_by(MESSAGES.c.depth, MESSAGES.c.created_at, MESSAGES.c.id)
     )
     async with store._db.read() as s:
-        rows = (await s.execute(stmt)).all()
-    return tuple(message_view(r) for r in rows)
+        return tuple(message_views(await s.execute(stmt)))

@@ -3,25 +3,29 @@ new messages and the new state in one transaction."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from immagent import _advance as core
 from immagent import _validation as check
 from immagent._advance import Turn, TurnComplete, TurnEvent, TurnOptions, TurnResult
 from immagent._messages import Message
-from immagent._orm import MESSAGES, AgentRow
+from immagent._orm import AGENTS, MESSAGES
 from immagent._store import _agents
 from immagent._store._database import check_session
-from immagent._store._rows import agent_view, derived_agent, message_values
+from immagent._store._rows import agent_from_values, derived_agent, message_values
 from immagent._views import PersistentAgent
 
 if TYPE_CHECKING:
     from immagent._store._store import Store
+
+# Built once: a statement object keeps its cache key, so each turn finds its compiled form at once.
+_INSERT_MESSAGES = insert(MESSAGES)
+_INSERT_AGENT = insert(AGENTS)
 
 
 async def prepare(
@@ -32,11 +36,17 @@ async def prepare(
     check_session(session)
     history = await _agents.history(store, agent)
     prompt = await _agents.text(store, agent.system_prompt_id)
-    return Turn(history, prompt, text, agent.model, {**agent.model_settings, **extra}, options)
+    wire = store._cache.history_wire(agent)
+    if wire is None:  # the first turn from this history: convert it once, keep it with the history
+        wire = core.wire_forms(history)
+        store._cache.keep_history_wire(agent, wire)
+    settings = {**agent.model_settings, **extra}
+    return Turn(history, prompt, text, agent.model, settings, options, wire)
 
 
-#: What else a turn's transaction writes once the new state is in (a thread's move): (session, new id).
-AlsoWrite = Callable[[AsyncSession, UUID], Awaitable[None]]
+#: What else a turn's transaction writes once the new state is in (a thread's move), on the unit's
+#: connection, synchronously, in the same greenlet: (connection, the new state's id).
+AlsoWrite = Callable[[Connection, UUID], None]
 
 
 async def commit(
@@ -46,16 +56,25 @@ async def commit(
     new: Sequence[Message],
     session: AsyncSession | None,
     also: AlsoWrite | None = None,
+    *,
+    wire: list[dict[str, Any]] | None = None,
 ) -> PersistentAgent:
-    """Insert a turn's messages and the new state (and ``also``) in one transaction (or the caller's)."""
+    """Insert a turn's messages and the new state (and ``also``) in one transaction (or the caller's).
+    ``wire`` is the new history's wire form (``TurnResult.history_wire``), kept with it for the next
+    turn."""
     row = derived_agent(agent, parent_id=agent.id, head_id=new[-1].id, metadata=agent.metadata)
-    async with store._db.write(session) as s:
-        # One multi-row INSERT for the messages, then the agent that points at them.
-        await s.execute(insert(MESSAGES), [message_values(m, agent.root_id, agent.tenant) for m in new])
-        await s.execute(insert(AgentRow), [row])
+    messages = [message_values(m, agent.root_id, agent.tenant) for m in new]
+
+    def insert_turn(conn: Connection) -> None:
+        # The messages in one statement, then the agent that points at them.
+        conn.execute(_INSERT_MESSAGES, messages)
+        conn.execute(_INSERT_AGENT, row)
         if also is not None:
-            await also(s, row["id"])
-    return _agents.bind(store, agent_view(row), history + tuple(new), cache=session is None)
+            also(conn, row["id"])
+
+    await store._db.write_many(insert_turn, session)
+    view = agent_from_values(row)
+    return _agents.bind(store, view, history + tuple(new), cache=session is None, wire=wire)
 
 
 async def advance(
@@ -67,8 +86,8 @@ async def advance(
     also: AlsoWrite | None = None,
 ) -> PersistentAgent:
     turn = await prepare(store, agent, text, options, session)
-    new = await core.advance(turn)
-    return await commit(store, agent, turn.history, new, session, also)
+    result = await core.advance(turn)
+    return await commit(store, agent, turn.history, result.messages, session, also, wire=result.history_wire)
 
 
 async def advance_stream(
@@ -77,7 +96,9 @@ async def advance_stream(
     turn = await prepare(store, agent, text, options)
     async for event in core.run_turn(turn, stream=True):
         if isinstance(event, TurnResult):
-            new_agent = await commit(store, agent, turn.history, event.messages, None, also)
+            new_agent = await commit(
+                store, agent, turn.history, event.messages, None, also, wire=event.history_wire
+            )
             yield TurnComplete(new_agent, event.messages)
         else:
             yield event
