@@ -26,28 +26,29 @@ __all__ = [
     "WHITESPACE",
 ]
 
-#: An agent state's ``name``, in characters.
 NAME_MAX_LENGTH: Final = 255
-#: An agent state's ``model`` (the LiteLLM model name), in characters.
+"""An agent state's ``name``, in characters."""
 MODEL_MAX_LENGTH: Final = 255
-#: A tenant name, in characters.
+"""An agent state's ``model`` (the LiteLLM model name), in characters."""
 TENANT_MAX_LENGTH: Final = 64
-#: A thread key, in characters.
+"""A tenant name, in characters."""
 THREAD_KEY_MAX_LENGTH: Final = 255
-#: A listing's ``next_cursor`` (what ``after=`` accepts), in characters.
+"""A thread key, in characters."""
 CURSOR_MAX_LENGTH: Final = 1024
-#: The largest ``limit=`` of one page of a listing (a larger one is a ValidationError, not a huge query).
+"""A listing's ``next_cursor`` (what ``after=`` accepts), in characters."""
 PAGE_MAX_LIMIT: Final = 10_000
+"""The largest ``limit=`` of one page of a listing (a larger one is a ValidationError, not a query that
+overflows the database's LIMIT or reads a whole table)."""
 
-#: The characters Python's ``str.strip()`` removes (``str.isspace()``): what "only whitespace" and
-#: "surrounding whitespace" mean in immagent's checks. A regex character-class body.
 WHITESPACE: Final = (
     "\\u0009-\\u000d\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
 )
+"""The characters Python's ``str.strip()`` removes (``str.isspace()``): what "only whitespace" and
+"surrounding whitespace" mean in immagent's checks. A regex character-class body."""
 
-#: Text without NUL characters (PostgreSQL refuses NUL in text and jsonb); empty allowed.
 NO_NUL_PATTERN: Final = "^[^\\u0000]*$"
-#: Text that is not empty, not only whitespace, and has no NUL: a name, a prompt, a message's text.
+"""Text without NUL characters (PostgreSQL refuses NUL in text and jsonb); empty allowed."""
 TEXT_PATTERN: Final = f"^[{WHITESPACE}]*[^\\u0000{WHITESPACE}][^\\u0000]*$"
-#: A tenant or a thread key: TEXT_PATTERN, and no leading or trailing whitespace either.
+"""Text that is not empty, not only whitespace, and has no NUL: a name, a prompt, a message's text."""
 IDENTIFIER_PATTERN: Final = f"^[^\\u0000{WHITESPACE}]([^\\u0000]*[^\\u0000{WHITESPACE}])?$"
+"""A tenant or a thread key: TEXT_PATTERN, and no leading or trailing whitespace either."""
