@@ -196,6 +196,32 @@ def declared(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": Problem, "description": described[status]} for status in (*statuses, 422, 503)}
 
 
+def links(thread: str) -> dict[str, Any]:
+    """OpenAPI links from a response holding a thread at ``thread`` (a JSON pointer) to the routes that
+    read or move it, in the same tenant: clients and schemathesis's stateful phase follow them."""
+    tenant = {"header.X-Tenant": f"$response.body#{thread}/tenant"}
+    key = {"path.key": f"$response.body#{thread}/key", **tenant}
+    agent = {"path.agent_id": f"$response.body#{thread}/agent_id", **tenant}
+    position = f"$response.body#{thread}/position"
+    return {
+        "GetThread": {"operationId": "get_thread", "parameters": key},
+        "GetThreadLog": {"operationId": "get_thread_log", "parameters": key},
+        "AdvanceThread": {
+            "operationId": "advance_thread",
+            "parameters": key,
+            "requestBody": {"text": "hello", "position": position},
+        },
+        "MoveThread": {
+            "operationId": "move_thread",
+            "parameters": key,
+            "requestBody": {"agent_id": f"$response.body#{thread}/agent_id", "position": position},
+        },
+        "GetHead": {"operationId": "get_agent", "parameters": agent},
+        "GetHeadMessages": {"operationId": "get_agent_messages", "parameters": agent},
+        "GetHeadLineage": {"operationId": "get_agent_lineage", "parameters": agent},
+    }
+
+
 # ---------------------------------------------------------------------------------- the app
 
 
@@ -272,7 +298,8 @@ def create_app(url: str | None = None, *, engine: AsyncEngine | None = None) -> 
         finally:
             await store.close()  # disposes only an engine the store created
 
-    app = FastAPI(title="immagent threads", lifespan=lifespan)
+    # operationIds are the functions' names: the links below refer to them.
+    app = FastAPI(title="immagent threads", lifespan=lifespan, generate_unique_id_function=lambda r: r.name)
     app.openapi = _exact(app.openapi)  # type: ignore[method-assign]
 
     @app.exception_handler(ImmAgentError)
@@ -309,7 +336,12 @@ def create_app(url: str | None = None, *, engine: AsyncEngine | None = None) -> 
             response.headers["Allow"] = ", ".join(sorted(methods))
         return response
 
-    @app.post("/threads", response_model=Thread, status_code=201, responses=declared(400, 404, 409))
+    @app.post(
+        "/threads",
+        response_model=Thread,
+        status_code=201,
+        responses={201: {"links": links("")}, **declared(400, 404, 409)},
+    )
     async def create_thread(body: CreateThread, request: Request, store: StoreDep) -> Thread:
         """A new thread at a new root state, in one transaction: a taken key (409) writes nothing."""
         spec = body.agent
@@ -348,9 +380,9 @@ def create_app(url: str | None = None, *, engine: AsyncEngine | None = None) -> 
         "/threads/{key}/messages",
         response_model=Turn,
         status_code=201,
-        responses=declared(400, 404, 409, 502),
+        responses={201: {"links": links("/thread")}, **declared(400, 404, 409, 502)},
     )
-    async def advance(key: KeyPath, body: AdvanceThread, store: StoreDep) -> Turn:
+    async def advance_thread(key: KeyPath, body: AdvanceThread, store: StoreDep) -> Turn:
         """A turn on the thread's head, and the move to the new state, in one transaction. A writer that
         read an older position gets 409 (before the model is called when it is already stale)."""
         thread = await at_position(store, key, body.position)
@@ -359,14 +391,18 @@ def create_app(url: str | None = None, *, engine: AsyncEngine | None = None) -> 
         history = await (await thread.head()).messages()
         return Turn(thread=thread, messages=list(history[before:]))
 
-    @app.post("/threads/{key}/move", response_model=Thread, responses=declared(400, 404, 409))
-    async def move(key: KeyPath, body: MoveThread, store: StoreDep) -> Thread:
+    @app.post(
+        "/threads/{key}/move",
+        response_model=Thread,
+        responses={200: {"links": links("")}, **declared(400, 404, 409)},
+    )
+    async def move_thread(key: KeyPath, body: MoveThread, store: StoreDep) -> Thread:
         """Point the thread at any state of its tenant (undo, switch branch, restore)."""
         thread = await at_position(store, key, body.position)
         return await thread.move(body.agent_id)
 
     @app.get("/threads/{key}/log", response_model=list[ThreadMove], responses=declared(404))
-    async def log(key: KeyPath, store: StoreDep) -> tuple[ThreadMove, ...]:
+    async def get_thread_log(key: KeyPath, store: StoreDep) -> tuple[ThreadMove, ...]:
         """Every move of the thread, oldest first."""
         return await (await store.load_thread(key)).log()
 
@@ -375,11 +411,11 @@ def create_app(url: str | None = None, *, engine: AsyncEngine | None = None) -> 
         return await store.load_agent(agent_id)
 
     @app.get("/agents/{agent_id}/messages", response_model=list[Message], responses=declared(404))
-    async def messages(agent_id: UUID, store: StoreDep) -> tuple[Message, ...]:
+    async def get_agent_messages(agent_id: UUID, store: StoreDep) -> tuple[Message, ...]:
         return await (await store.load_agent(agent_id)).messages()
 
     @app.get("/agents/{agent_id}/lineage", response_model=list[PersistentAgent], responses=declared(404))
-    async def lineage(agent_id: UUID, store: StoreDep) -> tuple[PersistentAgent, ...]:
+    async def get_agent_lineage(agent_id: UUID, store: StoreDep) -> tuple[PersistentAgent, ...]:
         """The states that led to this one, root first."""
         return await (await store.load_agent(agent_id)).lineage()
 
