@@ -143,7 +143,7 @@ class Problem(BaseModel):
     )
     errors: list[FieldError] | None = Field(default=None, description="Every field at fault (422).")
     current: Thread | None = Field(
-        default=None, description="409: the thread as it is now (null when it was deleted meanwhile)."
+        default=None, description="409: the thread as it is now (absent when it was deleted meanwhile)."
     )
 
 
@@ -155,6 +155,9 @@ class FieldError(BaseModel):
 
 
 Problem.model_rebuild()
+
+#: The largest page this API serves: its own choice, well under the library's limits.PAGE_MAX_LIMIT.
+PAGE_LIMIT = 1000
 
 #: How each library error reaches the client: (the most specific class first) status, title.
 STATUS: tuple[tuple[type[ImmAgentError], int, str], ...] = (
@@ -169,7 +172,7 @@ PROBLEM = "application/problem+json"
 
 
 def problem(status: int, title: str, detail: str, request: Request, kind: str, **extra: Any) -> JSONResponse:
-    """An RFC 9457 response."""
+    """An RFC 9457 response; members without a value are left out (``field`` only on a 422, ...)."""
     body = Problem(
         type=f"urn:immagent:error:{kind}",
         title=title,
@@ -178,9 +181,8 @@ def problem(status: int, title: str, detail: str, request: Request, kind: str, *
         instance=request.url.path,
         **extra,
     )
-    return JSONResponse(
-        body.model_dump(mode="json", exclude_none=True), status_code=status, media_type=PROBLEM
-    )
+    members = {name: value for name, value in body.model_dump(mode="json").items() if value is not None}
+    return JSONResponse(members, status_code=status, media_type=PROBLEM)
 
 
 def declared(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -358,7 +360,7 @@ def create_app(url: str | None = None, *, engine: AsyncEngine | None = None) -> 
     @app.get("/threads", response_model=ThreadPage, responses=declared())
     async def list_threads(
         store: StoreDep,
-        limit: Annotated[int, Query(ge=0, le=limits.PAGE_MAX_LIMIT)] = 100,
+        limit: Annotated[int, Query(ge=0, le=PAGE_LIMIT)] = 100,
         after: Annotated[
             str | None,
             Query(

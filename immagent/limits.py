@@ -36,9 +36,10 @@ THREAD_KEY_MAX_LENGTH: Final = 255
 """A thread key, in characters."""
 CURSOR_MAX_LENGTH: Final = 1024
 """A listing's ``next_cursor`` (what ``after=`` accepts), in characters."""
-PAGE_MAX_LIMIT: Final = 10_000
-"""The largest ``limit=`` of one page of a listing (a larger one is a ValidationError, not a query that
-overflows the database's LIMIT or reads a whole table)."""
+PAGE_MAX_LIMIT: Final = 1_000_000
+"""The largest ``limit=`` of one page of a listing: a larger one is a ValidationError, not a LIMIT that
+overflows the database's integer (a script may still read a million rows at once; an API will bound
+its pages far lower)."""
 
 WHITESPACE: Final = (
     "\\u0009-\\u000d\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"

@@ -4,6 +4,7 @@ tenants isolate through X-Tenant; every error is one RFC 9457 problem body."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from uuid import UUID
 
 import pytest
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx import ASGITransport, AsyncClient, Response
 
 from immagent import Message, PersistentAgent, Store, Thread, ThreadMove, limits
 from immagent.testing import ScriptedModel
@@ -167,7 +168,7 @@ def test_listing_pages_with_a_cursor(client: TestClient, scripted_model: Scripte
     assert [t["key"] for t in rest["items"]] == ["a"] and rest["next_cursor"] is None
     bad = problem(client.get("/threads", params={"after": "not-a-cursor"}), 422)
     assert bad["field"] == "after"  # the library's ValidationError names its argument
-    too_many = problem(client.get("/threads", params={"limit": limits.PAGE_MAX_LIMIT + 1}), 422)
+    too_many = problem(client.get("/threads", params={"limit": example.PAGE_LIMIT + 1}), 422)
     assert too_many["field"] == "query.limit"
 
 
@@ -241,3 +242,30 @@ def test_the_openapi_document_declares_problems_and_immagent_views(client: TestC
     assert created["201"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Thread"}
     name = components["AgentSpec"]["properties"]["name"]
     assert (name["maxLength"], name["pattern"]) == (limits.NAME_MAX_LENGTH, limits.TEXT_PATTERN)
+
+
+async def test_two_writers_racing_on_one_position_get_one_201_and_one_409(
+    db_url: str, scripted_model: ScriptedModel
+) -> None:
+    """Both pass the position check, both call the model; the database lets one move the thread, and the
+    other's turn writes nothing and answers 409 with the winner's head."""
+    app = example.create_app(db_url)
+    scripted_model.reply("first", delay=0.3).reply("second", delay=0.3)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        body = {"key": "t", "agent": {"name": "n", "system_prompt": "p", "model": scripted_model.model}}
+        assert (await client.post("/threads", json=body)).status_code == 201
+        turn = {"text": "hi", "position": 0}
+        answers = await asyncio.gather(*(client.post("/threads/t/messages", json=turn) for _ in range(2)))
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses == [201, 409], [a.text for a in answers]
+        won = next(a for a in answers if a.status_code == 201).json()["thread"]
+        lost = problem(next(a for a in answers if a.status_code == 409), 409)
+        assert lost["current"] == won and len(scripted_model.requests) == 2
+        log = (await client.get("/threads/t/log")).json()
+        assert [m["position"] for m in log] == [0, 1]
+    async with await Store.connect(db_url) as store:
+        stats = await store.stats()
+    assert (stats["agents"], stats["messages"]) == (2, 2)  # the root and the winner's turn: no more
