@@ -250,7 +250,7 @@ async def test_two_writers_racing_on_one_position_get_one_201_and_one_409(
     """Both pass the position check, both call the model; the database lets one move the thread, and the
     other's turn writes nothing and answers 409 with the winner's head."""
     app = example.create_app(db_url)
-    scripted_model.reply("first", delay=0.3).reply("second", delay=0.3)
+    scripted_model.reply("first", delay=1.0).reply("second", delay=1.0)  # both are past the check
     async with (
         app.router.lifespan_context(app),
         AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
