@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from immagent import _advance as core
 from immagent import _validation as check
+from immagent import limits
 from immagent._advance import ToolProvider, Turn, TurnComplete, TurnEvent, TurnOptions, TurnResult
 from immagent._messages import Message
 
@@ -38,9 +39,9 @@ class SimpleAgent(BaseModel):
         metadata: Mapping[str, Any] | None = None,
         history: tuple[Message, ...] = (),
     ) -> None:
-        check.text("name", name, max_length=255)
+        check.text("name", name, max_length=limits.NAME_MAX_LENGTH)
         check.text("system_prompt", system_prompt)
-        check.text("model", model, max_length=255)
+        check.text("model", model, max_length=limits.MODEL_MAX_LENGTH)
         super().__init__(
             name=name,
             system_prompt=system_prompt,

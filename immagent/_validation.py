@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from immagent import limits
 from immagent._errors import ValidationError
 
 if TYPE_CHECKING:
@@ -56,13 +57,13 @@ def identifier(field: str, value: object, *, max_length: int) -> str:
 
 
 def tenant(value: object) -> str:
-    """A tenant name: 1 to 64 characters, no NUL, no surrounding whitespace."""
-    return identifier("tenant", value, max_length=64)
+    """A tenant name: 1 to ``limits.TENANT_MAX_LENGTH`` characters, no NUL, no surrounding whitespace."""
+    return identifier("tenant", value, max_length=limits.TENANT_MAX_LENGTH)
 
 
 def thread_key(value: object) -> str:
-    """A thread key: 1 to 255 characters, no NUL, no surrounding whitespace."""
-    return identifier("key", value, max_length=255)
+    """A thread key: 1 to ``limits.THREAD_KEY_MAX_LENGTH`` characters, no NUL, no surrounding whitespace."""
+    return identifier("key", value, max_length=limits.THREAD_KEY_MAX_LENGTH)
 
 
 def json_object(field: str, value: object) -> dict[str, Any]:
@@ -166,6 +167,16 @@ def positive_int(field: str, value: object, *, minimum: int = 1) -> int:
         raise ValidationError(field, f"must be an integer, got {value!r}")
     if value < minimum:
         raise ValidationError(field, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def page_limit(value: object) -> int:
+    """A listing's page size: an int from 0 to ``limits.PAGE_MAX_LIMIT`` (a bigger one would overflow
+    the database's LIMIT, or read a whole table into memory)."""
+    positive_int("limit", value, minimum=0)
+    assert isinstance(value, int)
+    if value > limits.PAGE_MAX_LIMIT:
+        raise ValidationError("limit", f"must be at most {limits.PAGE_MAX_LIMIT}, got {value}")
     return value
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from immagent import SimpleAgent, Store, ValidationError
+from immagent import SimpleAgent, Store, ValidationError, limits
 from tests.support.db import snapshot
 from tests.support.openai_server import ScriptedOpenAIServer
 
@@ -98,6 +98,11 @@ async def test_listing_arguments_are_checked(store: Store) -> None:
     with pytest.raises(ValidationError) as caught:
         await store.list_agents(offset=-3)
     assert caught.value.field == "offset"
+    for listing in (store.list_agents, store.list_threads):  # past the bound: refused, not a huge LIMIT
+        with pytest.raises(ValidationError, match=f"at most {limits.PAGE_MAX_LIMIT}") as caught:
+            await listing(limit=10**20)
+        assert caught.value.field == "limit"
+    assert len(await store.list_threads(limit=limits.PAGE_MAX_LIMIT)) == 0
 
 
 async def test_connect_refuses_a_bad_url_or_pool() -> None:

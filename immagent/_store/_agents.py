@@ -10,6 +10,7 @@ from sqlalchemy import Integer, Select, bindparam, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from immagent import _validation as check
+from immagent import limits
 from immagent._errors import AgentNotFoundError, MessageNotFoundError, ValidationError
 from immagent._ids import as_uuid, content_id, uuid7
 from immagent._messages import Message, utcnow
@@ -123,9 +124,9 @@ async def create(
     model_settings: Mapping[str, Any] | None,
     session: AsyncSession | None,
 ) -> PersistentAgent:
-    check.text("name", name, max_length=255)
+    check.text("name", name, max_length=limits.NAME_MAX_LENGTH)
     check.text("system_prompt", system_prompt)
-    check.text("model", model, max_length=255)
+    check.text("model", model, max_length=limits.MODEL_MAX_LENGTH)
     meta = check.json_object("metadata", metadata)
     settings = check.model_settings(model_settings)
     prompt_id = content_id(system_prompt)
@@ -192,7 +193,7 @@ def _named(store: Store, stmt: Select[Any], name: str | None) -> Select[Any]:
 async def listing(
     store: Store, *, limit: int, offset: int, name: str | None, after: str | None
 ) -> Page[PersistentAgent]:
-    check.positive_int("limit", limit, minimum=0)
+    check.page_limit(limit)
     check.positive_int("offset", offset, minimum=0)
     params: dict[str, Any] = {"limit": limit + 1, "offset": offset, "tenant": store.tenant_name}
     stmt = LISTING  # the common case, built once; a name or a cursor adds its condition

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, and_, or_
 
+from immagent import limits
 from immagent._errors import ValidationError
 from immagent._messages import as_utc
 
@@ -44,7 +45,7 @@ def encode_cursor(kind: str, created_at: datetime, tiebreak: str) -> str:
 def decode_cursor(kind: str, cursor: object) -> tuple[datetime, str]:
     """The (created_at, tiebreak) a cursor names; ValidationError("after") for anything else, including
     a cursor of another listing."""
-    if not isinstance(cursor, str) or not cursor or len(cursor) > 1024:
+    if not isinstance(cursor, str) or not cursor or len(cursor) > limits.CURSOR_MAX_LENGTH:
         raise ValidationError("after", "must be the next_cursor of a previous page of this listing")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))

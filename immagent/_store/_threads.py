@@ -194,7 +194,7 @@ async def load(store: Store, key: str) -> Thread:
 
 
 async def listing(store: Store, *, limit: int, after: str | None, key: str | None) -> Page[Thread]:
-    check.positive_int("limit", limit, minimum=0)
+    check.page_limit(limit)
     stmt = _heads().where(THREADS.c.tenant == store.tenant_name)
     if key is not None:
         check.text("key", key, allow_empty=True)

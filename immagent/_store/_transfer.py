@@ -9,6 +9,7 @@ from uuid import UUID
 from sqlalchemy import func, select
 
 from immagent import _validation as check
+from immagent import limits
 from immagent._errors import ValidationError
 from immagent._ids import content_id
 from immagent._messages import Message, utcnow
@@ -79,8 +80,8 @@ def _roots_of_messages(agents: Sequence[PersistentAgent], by_id: dict[UUID, Mess
     root_id of the lineage whose history holds it."""
     root_of: dict[UUID, UUID] = {}
     for agent in agents:
-        check.text("name", agent.name, max_length=255)
-        check.text("model", agent.model, max_length=255)
+        check.text("name", agent.name, max_length=limits.NAME_MAX_LENGTH)
+        check.text("model", agent.model, max_length=limits.MODEL_MAX_LENGTH)
         check.json_object("metadata", agent.metadata)
         check.model_settings(agent.model_settings)
         cursor = agent.head_id
