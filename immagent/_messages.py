@@ -14,6 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from immagent import _validation as check
 from immagent._ids import uuid7
 
 Role = Literal["user", "assistant", "tool"]
@@ -47,6 +48,31 @@ class ToolCall(BaseModel):
         }
 
 
+class NativeForm(BaseModel):
+    """A message exactly as another agent framework wrote it, kept beside immagent's readable projection.
+
+    ``format`` names the framework's schema (``"pydantic-ai/message"``, ``"openai-agents/item"``);
+    ``data`` is any JSON value, stored and read back unchanged on every backend (checked when made:
+    JSON only, no NaN, no NUL, valid Unicode, at most ``NATIVE_MAX_BYTES``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: str = Field(
+        description="The framework's schema this message follows, e.g. 'pydantic-ai/message'."
+    )
+    data: Any = Field(description="The message in that schema, as JSON.")
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        return check.identifier("native.format", value, max_length=255)
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, value: Any) -> Any:
+        return check.json_value("native.data", value)
+
+
 class Message(BaseModel):
     """One message of a conversation; immutable and shared by every state whose history contains it."""
 
@@ -65,6 +91,9 @@ class Message(BaseModel):
     parent_id: UUID | None = None
     depth: int = 0
     created_at: datetime = Field(default_factory=utcnow)
+    native: NativeForm | None = Field(
+        default=None, description="The message as another framework wrote it; null for immagent's own."
+    )
 
     @field_validator("created_at")
     @classmethod
@@ -98,7 +127,7 @@ class Message(BaseModel):
 
     def same_content(self, other: Message) -> bool:
         """True when both messages say the same thing (ids, links and times aside)."""
-        keys = ("role", "content", "tool_calls", "tool_call_id", "input_tokens", "output_tokens")
+        keys = ("role", "content", "tool_calls", "tool_call_id", "input_tokens", "output_tokens", "native")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
 

@@ -109,6 +109,9 @@ class MessageRow(Base):
     input_tokens: Mapped[int | None] = mapped_column(Integer)
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    # The message as another framework wrote it, ``{"format": ..., "data": ...}`` (revision 0003); null
+    # for immagent's own messages. The columns above stay its readable projection.
+    native: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     # Erasure finds a tenant's or a tree's messages through this index (a tree lives in one tenant).
     __table_args__ = (Index("ix_immagent_messages_tenant_root_id", "tenant", "root_id"),)
