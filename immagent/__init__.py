@@ -29,7 +29,7 @@ from immagent._errors import (
 if TYPE_CHECKING:
     from immagent._advance import TextDelta, ToolCallFinished, ToolCallStarted, TurnComplete, TurnEvent
     from immagent._mcp import MCPManager
-    from immagent._messages import Message, ToolCall
+    from immagent._messages import Message, NativeForm, ToolCall
     from immagent._simple import SimpleAgent
     from immagent._store import Store
     from immagent._store._paging import Page
@@ -50,6 +50,7 @@ __all__ = [
     "Message",
     "MessageNotFoundError",
     "Model",
+    "NativeForm",
     "Page",
     "PersistentAgent",
     "SchemaError",
@@ -73,6 +74,7 @@ __all__ = [
 _LAZY = {
     "MCPManager": "immagent._mcp",
     "Message": "immagent._messages",
+    "NativeForm": "immagent._messages",
     "ToolCall": "immagent._messages",
     "PersistentAgent": "immagent._views",
     "SystemPrompt": "immagent._views",

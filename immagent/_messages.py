@@ -14,9 +14,16 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from immagent import _validation as check
 from immagent._ids import uuid7
 
 Role = Literal["user", "assistant", "tool"]
+#: The native form immagent's own loop gives an assistant reply whose provider returned fields the readable
+#: projection has no place for (LiteLLM's ``thinking_blocks`` and ``reasoning_content``).
+LITELLM_FORMAT = "litellm/assistant"
+#: Of those, what goes back to the model with the message: Anthropic refuses a tool-use turn whose
+#: thinking blocks are missing; DeepSeek refuses ``reasoning_content`` sent back, so that one is only kept.
+SENT_BACK = ("thinking_blocks",)
 
 
 def utcnow() -> datetime:
@@ -47,6 +54,31 @@ class ToolCall(BaseModel):
         }
 
 
+class NativeForm(BaseModel):
+    """A message exactly as another agent framework wrote it, kept beside immagent's readable projection.
+
+    ``format`` names the framework's schema (``"pydantic-ai/message"``, ``"openai-agents/item"``);
+    ``data`` is any JSON value, stored and read back unchanged on every backend (checked when made:
+    JSON only, no NaN, no NUL, valid Unicode, at most ``NATIVE_MAX_BYTES``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: str = Field(
+        description="The framework's schema this message follows, e.g. 'pydantic-ai/message'."
+    )
+    data: Any = Field(description="The message in that schema, as JSON.")
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        return check.identifier("native.format", value, max_length=255)
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, value: Any) -> Any:
+        return check.json_value("native.data", value)
+
+
 class Message(BaseModel):
     """One message of a conversation; immutable and shared by every state whose history contains it."""
 
@@ -65,6 +97,9 @@ class Message(BaseModel):
     parent_id: UUID | None = None
     depth: int = 0
     created_at: datetime = Field(default_factory=utcnow)
+    native: NativeForm | None = Field(
+        default=None, description="The message as another framework wrote it; null for immagent's own."
+    )
 
     @field_validator("created_at")
     @classmethod
@@ -77,12 +112,16 @@ class Message(BaseModel):
         return None if value == [] or value == () else value
 
     def to_llm(self) -> dict[str, Any]:
-        """This message in the OpenAI chat format that LiteLLM accepts."""
+        """This message in the OpenAI chat format that LiteLLM accepts (with the provider fields a reply
+        of immagent's own loop kept, such as thinking blocks, that the provider needs back)."""
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.tool_calls:
             out["tool_calls"] = [call.to_openai() for call in self.tool_calls]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
+        native = self.native
+        if native is not None and native.format == LITELLM_FORMAT and isinstance(native.data, dict):
+            out.update((key, native.data[key]) for key in SENT_BACK if key in native.data)
         return out
 
     def llm_form(self) -> dict[str, Any]:
@@ -98,7 +137,7 @@ class Message(BaseModel):
 
     def same_content(self, other: Message) -> bool:
         """True when both messages say the same thing (ids, links and times aside)."""
-        keys = ("role", "content", "tool_calls", "tool_call_id", "input_tokens", "output_tokens")
+        keys = ("role", "content", "tool_calls", "tool_call_id", "input_tokens", "output_tokens", "native")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
 

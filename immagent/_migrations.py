@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 #: The newest revision this library needs. A test checks it equals the scripts' head.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 #: immagent's own Alembic version table, so it never collides with a host app's ``alembic_version``.
 VERSION_TABLE = "immagent_alembic_version"
 #: The resource form a host app's alembic.ini can use (installed wheels).

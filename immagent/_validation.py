@@ -85,6 +85,51 @@ def json_object(field: str, value: object) -> dict[str, Any]:
     return decoded
 
 
+#: The largest native form a message may carry, as compact JSON (UTF-8 bytes). Each row must also fit in
+#: one statement on every backend (MariaDB's default max_allowed_packet is 16 MiB).
+NATIVE_MAX_BYTES = 8 * 1024 * 1024
+#: How deep a native form's JSON may nest (objects and arrays): MariaDB refuses JSON nested 32 deep, and
+#: a stored form sits inside one more object (``{"format": ..., "data": ...}``).
+NATIVE_MAX_DEPTH = 30
+
+
+def json_value(
+    field: str, value: object, *, max_bytes: int = NATIVE_MAX_BYTES, max_depth: int = NATIVE_MAX_DEPTH
+) -> Any:
+    """Any JSON value that every backend stores (in a column that keeps JSON text as written) and gives
+    back exactly: str keys, finite numbers, no NUL, valid Unicode, at most ``max_bytes`` as compact JSON
+    and ``max_depth`` levels of nesting. Returns the value as JSON decodes it (tuples become lists: what
+    a read returns)."""
+    if _has_non_str_keys(value):
+        raise ValidationError(field, "keys must be strings (JSON would turn them into strings)")
+    try:
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValidationError(field, f"must be JSON-serialisable: {exc}") from exc
+    _utf8(field, encoded)
+    size = len(encoded.encode("utf-8"))
+    if size > max_bytes:
+        raise ValidationError(field, f"must be at most {max_bytes} bytes as JSON, got {size}")
+    decoded = json.loads(encoded)
+    if _depth(decoded) > max_depth:
+        raise ValidationError(field, f"must not nest objects and arrays more than {max_depth} levels deep")
+    if _has_nul(decoded):
+        raise ValidationError(field, "must not contain NUL characters (\\x00)")
+    return decoded
+
+
+def _depth(value: object) -> int:
+    """How many objects and arrays nest at the deepest point of a decoded JSON value."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            level.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _utf8(field: str, value: str) -> None:
     """Refuse text that cannot be encoded to UTF-8 (lone surrogates such as ``"\\ud800"``): no database
     driver can store it, and SQLite and PostgreSQL would each fail differently deep inside the write."""

@@ -7,7 +7,7 @@ loaded or created by a store keeps a private reference to that store so its meth
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
@@ -17,7 +17,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, fi
 from immagent._advance import TurnOptions
 from immagent._constants import DEFAULT_TENANT
 from immagent._errors import AgentNotRegisteredError
-from immagent._messages import Message, ToolCall, as_utc
+from immagent._messages import Message, NativeForm, ToolCall, as_utc
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from immagent._advance import ToolProvider, TurnEvent
     from immagent._store import Store
 
-__all__ = ["Message", "PersistentAgent", "SystemPrompt", "Thread", "ThreadMove", "ToolCall"]
+__all__ = ["Message", "NativeForm", "PersistentAgent", "SystemPrompt", "Thread", "ThreadMove", "ToolCall"]
 
 
 class SystemPrompt(BaseModel):
@@ -124,9 +124,12 @@ class PersistentAgent(BaseModel):
         options = TurnOptions(mcp, max_retries, timeout, max_tool_rounds, sampling)
         return self._bound()._advance_stream(self, text, options)
 
-    async def messages(self) -> tuple[Message, ...]:
-        """This state's whole history, oldest first (one query when not cached)."""
-        return await self._bound()._history(self)
+    async def messages(self, last: int | None = None) -> tuple[Message, ...]:
+        """This state's whole history, oldest first (one query when not cached); with ``last``, only its
+        newest ``last`` messages, still oldest first, in one query that reads no more than those."""
+        if last is None:
+            return await self._bound()._history(self)
+        return await self._bound()._recent(self, last)
 
     async def get_messages(self) -> tuple[Message, ...]:
         """Alias of ``messages()`` (the original immagent's name)."""
@@ -162,6 +165,21 @@ class PersistentAgent(BaseModel):
             sum(m.input_tokens or 0 for m in history),
             sum(m.output_tokens or 0 for m in history),
         )
+
+    async def extend(
+        self, messages: Sequence[Message], *, session: AsyncSession | None = None
+    ) -> PersistentAgent:
+        """A new state (a child of this one) whose history is this one's plus ``messages``, written in one
+        transaction without calling a model: how messages another framework produced become a state.
+        Each message gives what it says (role, content, tool calls, tokens, ``native``); the store gives
+        it a new id, its parent, depth and time. ValidationError (nothing written) for a bad message."""
+        return await self._bound()._extend(self, messages, session)
+
+    async def rewind(self, count: int = 1, *, session: AsyncSession | None = None) -> PersistentAgent:
+        """A new state (a child of this one) whose history is this one's without its last ``count``
+        messages (``count`` = the history's length: an empty history). Nothing is deleted or rewritten:
+        this state and its messages stay. ValidationError when ``count`` is negative or too large."""
+        return await self._bound()._rewind(self, count, session)
 
     async def clone(self, *, session: AsyncSession | None = None) -> PersistentAgent:
         """A sibling: same parent, same history (no message is copied), new id."""
@@ -280,6 +298,18 @@ class Thread(BaseModel):
         sampling = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
         options = TurnOptions(mcp, max_retries, timeout, max_tool_rounds, sampling)
         return self._bound()._threads_advance_stream(self, text, options)
+
+    async def extend(self, messages: Sequence[Message], *, session: AsyncSession | None = None) -> Thread:
+        """Append ``messages`` to the head (``PersistentAgent.extend``) and move the thread to the new
+        state, in ONE transaction; ConflictError (nothing written) when another writer moved the thread
+        since this view was read."""
+        return await self._bound()._threads_extend(self, messages, session)
+
+    async def rewind(self, count: int = 1, *, session: AsyncSession | None = None) -> Thread:
+        """Move the thread to a new state whose history is the head's without its last ``count`` messages
+        (``PersistentAgent.rewind``), in ONE transaction; ConflictError when moved meanwhile. The former
+        head stays in the thread's log."""
+        return await self._bound()._threads_rewind(self, count, session)
 
     async def move(
         self, agent: PersistentAgent | UUID | str, *, session: AsyncSession | None = None

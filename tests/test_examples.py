@@ -49,6 +49,16 @@ EXPECTED: dict[str, list[str]] = {
         "tool: Paris: 18°C, light rain",  # the real MCP server's answer
         "assistant: It's 18°C with light rain in Paris: take an umbrella and a jacket.",
     ],
+    "pydantic_ai_history.py": [
+        "assistant: Paris: light rain, 18°C.",
+        "assistant: Oslo: snow, -3°C.",
+        "thread at position 2: 8 messages",
+        '  assistant: weather({"city":"Oslo"})',
+        "  tool: snow, -3°C",
+        "loaded back exactly: True",
+        "after undo: 4 messages",
+        "branch: Lima: sunny, 24°C. (8 messages)",
+    ],
     "streaming.py": [
         "assistant: Once upon a time, a small robot learned to paint the sunrise.",
         "stopped after the first piece: 'This'",

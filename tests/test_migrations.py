@@ -39,9 +39,21 @@ ON_EVERY_BACKEND = pytest.mark.parametrize("fresh_db_url", BACKENDS, indirect=Tr
 # The generic type of each column, then per backend how the database reports it. MariaDB's JSON is a
 # LONGTEXT with a json_valid() check; MySQL's TEXT would stop at 64 KiB.
 _TYPES = {
-    "sqlite": {"uuid": "CHAR(32)", "json": "JSON", "time": "DATETIME", "text": "TEXT"},
-    "postgresql": {"uuid": "UUID", "json": "JSONB", "time": "TIMESTAMP WITH TIME ZONE", "text": "TEXT"},
-    "mysql": {"uuid": "CHAR(32)", "json": "LONGTEXT", "time": "DATETIME(6)", "text": "LONGTEXT"},
+    "sqlite": {"uuid": "CHAR(32)", "json": "JSON", "exact_json": "JSON", "time": "DATETIME", "text": "TEXT"},
+    "postgresql": {
+        "uuid": "UUID",
+        "json": "JSONB",
+        "exact_json": "JSON",
+        "time": "TIMESTAMP WITH TIME ZONE",
+        "text": "TEXT",
+    },
+    "mysql": {
+        "uuid": "CHAR(32)",
+        "json": "LONGTEXT",
+        "exact_json": "LONGTEXT",
+        "time": "DATETIME(6)",
+        "text": "LONGTEXT",
+    },
 }
 _COLUMNS = {
     "immagent_texts": [("id", "uuid", False), ("content", "text", False), ("created_at", "time", False)],
@@ -58,6 +70,7 @@ _COLUMNS = {
         ("input_tokens", "INTEGER", True),
         ("output_tokens", "INTEGER", True),
         ("created_at", "time", False),
+        ("native", "exact_json", True),
     ],
     "immagent_agents": [
         ("id", "uuid", False),
@@ -341,8 +354,11 @@ async def test_an_upgrade_from_0001_keeps_every_row_and_every_history(fresh_db_u
     assert upgraded.returncode == 0, upgraded.stderr
     after = await read(fresh_db_url, rows)
     assert after["immagent_texts"] == before["immagent_texts"]
-    for table in ("immagent_agents", "immagent_messages"):  # every row kept, now in the default tenant
-        assert after[table] == sorted(((*r, "default") for r in before[table]), key=repr)
+    # Every row kept, now in the default tenant (0002), messages without a native form (0003).
+    assert after["immagent_agents"] == sorted(((*r, "default") for r in before["immagent_agents"]), key=repr)
+    assert after["immagent_messages"] == sorted(
+        ((*r, "default", None) for r in before["immagent_messages"]), key=repr
+    )
     assert after["immagent_threads"] == after["immagent_thread_moves"] == []
 
     async with await Store.connect(fresh_db_url) as store:
@@ -368,8 +384,9 @@ async def test_a_downgrade_to_0001_keeps_agents_and_messages_and_drops_threads(f
         assert await store.schema_revision() == "0001"
     at_0001 = await read(fresh_db_url, rows)
     assert "immagent_threads" not in at_0001 and "immagent_thread_moves" not in at_0001
-    for table in ("immagent_agents", "immagent_messages"):  # the same rows, without the tenant column
-        assert at_0001[table] == sorted((r[:-1] for r in at_head[table]), key=repr)
+    # The same rows, without the tenant column (and, for messages, the native one).
+    assert at_0001["immagent_agents"] == sorted((r[:-1] for r in at_head["immagent_agents"]), key=repr)
+    assert at_0001["immagent_messages"] == sorted((r[:-2] for r in at_head["immagent_messages"]), key=repr)
     at_0001_schema = await read(fresh_db_url, schema)
     assert sorted(at_0001_schema["triggers"]) == sorted(
         f"{t}_no_update" for t in ("immagent_agents", "immagent_messages", "immagent_texts")
@@ -395,7 +412,8 @@ async def test_the_cli_upgrades_downgrades_and_reports_the_revision(fresh_db_url
     current = await immagent_cli("db", "current", "--url", fresh_db_url)
     assert current.stdout.strip() == f"{HEAD_REVISION} (head)"
     history = await immagent_cli("db", "history", "--url", fresh_db_url)
-    assert history.stdout.splitlines()[0].startswith(f"0001 -> {HEAD_REVISION} (head, current): Threads")
+    assert history.stdout.splitlines()[0].startswith(f"0002 -> {HEAD_REVISION} (head, current): Native")
+    assert history.stdout.splitlines()[1].startswith("0001 -> 0002: Threads")
     assert history.stdout.splitlines()[-1].startswith("<base> -> 0001: Initial")
 
     down = await immagent_cli("db", "downgrade", "base", "--url", fresh_db_url)
@@ -430,7 +448,7 @@ async def test_alembic_runs_the_migrations_from_a_checkout(fresh_db_url: str) ->
         cwd=REPO, env={"IMMAGENT_DATABASE_URL": fresh_db_url},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert f"Running upgrade 0001 -> {HEAD_REVISION}" in result.stderr  # alembic.ini's logging is used
+    assert f"Running upgrade 0002 -> {HEAD_REVISION}" in result.stderr  # alembic.ini's logging is used
     assert await read(fresh_db_url, schema) == expected_schema(backend_of(fresh_db_url))
 
 
@@ -443,6 +461,7 @@ async def test_offline_sql_prints_the_ddl_without_touching_a_database(tmp_path: 
     assert f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ('0001')" in lite.stdout
     assert f"SET version_num='{HEAD_REVISION}'" in lite.stdout
     assert "CREATE TRIGGER immagent_thread_moves_no_update" in lite.stdout
+    assert "ALTER TABLE immagent_messages ADD COLUMN native JSON" in lite.stdout
     assert not missing.exists()
 
     # Nothing listens on port 1: the PostgreSQL DDL is rendered without any connection.

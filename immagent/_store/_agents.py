@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import Integer, Select, bindparam, func, insert, literal, select
+from sqlalchemy import CTE, Integer, Select, Table, bindparam, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from immagent import _validation as check
@@ -49,26 +49,39 @@ def _history_statement() -> Select[Any]:
     return select(*columns(walk.c, MESSAGE_COLUMNS)).order_by(walk.c.depth)
 
 
-def _lineage_statement() -> Select[Any]:
-    """The states that led to :agent_id, root first: one recursive walk up the ``parent_id`` links."""
-    table = AGENTS
+def _walk_up(table: Table, start: str, name: str, bound: str | None = None) -> CTE:
+    """A recursive walk up the ``parent_id`` links from the row whose id is :start, each row with its
+    distance from it (``step``, 0 for the start); with ``bound``, it stops after :bound rows."""
     walk = (
-        select(table, literal(0).label("generation"))
-        .where(table.c.id == bindparam("agent_id"))
-        .cte("immagent_lineage", recursive=True)
+        select(table, literal(0).label("step"))
+        .where(table.c.id == bindparam(start))
+        .cte(name, recursive=True)
     )
     parent = table.alias("parent")
-    walk = walk.union_all(
-        select(parent, (walk.c.generation + 1).label("generation")).join(
-            walk, parent.c.id == walk.c.parent_id
-        )
-    )
-    return select(*columns(walk.c, AGENT_COLUMNS)).order_by(walk.c.generation.desc())
+    up = select(parent, (walk.c.step + 1).label("step")).join(walk, parent.c.id == walk.c.parent_id)
+    if bound is not None:
+        up = up.where(walk.c.step + 1 < bindparam(bound, type_=Integer))
+    return walk.union_all(up)
+
+
+def _recent_statement() -> Select[Any]:
+    """The newest :last messages of the history ending at :head_id, oldest first: the history's walk,
+    stopped after :last rows, so a long history is never read to give its end."""
+    walk = _walk_up(MESSAGES, "head_id", "immagent_recent", bound="last")
+    return select(*columns(walk.c, MESSAGE_COLUMNS)).order_by(walk.c.depth)
+
+
+def _lineage_statement() -> Select[Any]:
+    """The states that led to :agent_id, root first: one recursive walk up the ``parent_id`` links."""
+    walk = _walk_up(AGENTS, "agent_id", "immagent_lineage")
+    return select(*columns(walk.c, AGENT_COLUMNS)).order_by(walk.c.step.desc())
 
 
 _AGENT_ROWS = select(*columns(AGENTS.c, AGENT_COLUMNS))  # the columns views are built from
 _NEWEST_FIRST = (AGENTS.c.created_at.desc(), AGENTS.c.id.desc())
 HISTORY = _history_statement()
+RECENT = _recent_statement()
+HEAD_DEPTH = select(MESSAGES.c.depth).where(MESSAGES.c.id == bindparam("head_id"))
 LINEAGE = _lineage_statement()
 _OF_TENANT = AGENTS.c.tenant == bindparam("tenant")
 LOAD = _AGENT_ROWS.where(AGENTS.c.id == bindparam("id"), _OF_TENANT)
@@ -255,6 +268,36 @@ async def _read_history(store: Store, head_id: UUID) -> tuple[Message, ...]:
     if not views:
         raise MessageNotFoundError(head_id, f"history head {head_id} not found (removed by gc?)")
     return tuple(views)
+
+
+async def recent(store: Store, agent: PersistentAgent, last: int) -> tuple[Message, ...]:
+    """The newest ``last`` messages of a state's history, oldest first: a slice of the cached history,
+    or one recursive query that walks ``last`` steps from the head (never the whole history)."""
+    check.positive_int("last", last, minimum=0)
+    known = store._cache.history_of(agent)
+    if known is not None:
+        return known[max(len(known) - last, 0) :]
+    if last == 0:
+        return ()
+    assert agent.head_id is not None  # an empty history is always known
+    async with store._db.read() as s:
+        views = message_views(await s.execute(RECENT, {"head_id": agent.head_id, "last": last}))
+    if not views:
+        raise MessageNotFoundError(agent.head_id, f"history head {agent.head_id} not found (removed by gc?)")
+    return tuple(views)
+
+
+async def length(store: Store, agent: PersistentAgent) -> int:
+    """How many messages a state's history holds: from the cache, else the head's depth (one row)."""
+    known = store._cache.history_of(agent)
+    if known is not None:
+        return len(known)
+    assert agent.head_id is not None
+    async with store._db.read() as s:
+        depth = (await s.execute(HEAD_DEPTH, {"head_id": agent.head_id})).scalar_one_or_none()
+    if depth is None:
+        raise MessageNotFoundError(agent.head_id, f"history head {agent.head_id} not found (removed by gc?)")
+    return int(depth) + 1
 
 
 async def lineage(store: Store, agent: PersistentAgent) -> tuple[PersistentAgent, ...]:

@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.sql import ColumnCollection
 
 from immagent._ids import uuid7
-from immagent._messages import Message, ToolCall, utcnow
+from immagent._messages import Message, NativeForm, ToolCall, utcnow
 from immagent._views import PersistentAgent, Thread, ThreadMove
 
 if TYPE_CHECKING:
@@ -69,12 +69,14 @@ MESSAGE_COLUMNS = (
     "input_tokens",
     "output_tokens",
     "created_at",
+    "native",
 )
 
-_V = TypeVar("_V", Message, PersistentAgent)
+_V = TypeVar("_V", Message, PersistentAgent, NativeForm)
 _new = object.__new__
 _set = object.__setattr__
 _MESSAGE_FIELDS = frozenset(Message.model_fields)
+_NATIVE_FIELDS = frozenset(NativeForm.model_fields)
 _AGENT_FIELDS = frozenset(PersistentAgent.model_fields)
 _AGENT_PRIVATE = {name: attr.default for name, attr in PersistentAgent.__private_attributes__.items()}
 assert set(MESSAGE_COLUMNS) == _MESSAGE_FIELDS, "Message fields and MESSAGE_COLUMNS differ"
@@ -113,23 +115,29 @@ def _tool_calls(stored: list[dict[str, Any]]) -> tuple[ToolCall, ...]:
     return tuple(ToolCall.model_validate(call) for call in stored)
 
 
+def _native(stored: dict[str, Any]) -> NativeForm:
+    """The native form of a stored ``{"format": ..., "data": ...}`` (validated when it was written)."""
+    return _view(NativeForm, {"format": stored["format"], "data": stored["data"]}, set(_NATIVE_FIELDS), None)
+
+
 def message_views(rows: Iterable[tuple[Any, ...]]) -> list[Message]:
     """Message views from rows of ``MESSAGE_COLUMNS``, in order."""
     out: list[Message] = []
     append = out.append
     with no_collection():
-        for id_, parent_id, depth, role, content, tool_calls, tool_call_id, tin, tout, created_at in rows:
+        for id_, parent_id, depth, role, content, calls, call_id, tin, tout, created_at, native in rows:
             values = {
                 "id": id_,
                 "role": role,
                 "content": content,
-                "tool_calls": _tool_calls(tool_calls) if tool_calls else None,
-                "tool_call_id": tool_call_id,
+                "tool_calls": _tool_calls(calls) if calls else None,
+                "tool_call_id": call_id,
                 "input_tokens": tin,
                 "output_tokens": tout,
                 "parent_id": parent_id,
                 "depth": depth,
                 "created_at": created_at if created_at.tzinfo is UTC else _utc(created_at),
+                "native": None if native is None else _native(native),
             }
             append(_view(Message, values, set(_MESSAGE_FIELDS), None))
     return out
@@ -202,6 +210,7 @@ def message_values(message: Message, root_id: UUID, tenant: str) -> dict[str, An
         "input_tokens": message.input_tokens,
         "output_tokens": message.output_tokens,
         "created_at": message.created_at,
+        "native": None if message.native is None else message.native.model_dump(),
     }
 
 

@@ -32,7 +32,7 @@ from immagent._advance import TurnEvent, TurnOptions
 from immagent._constants import DEFAULT_TENANT
 from immagent._engine import DEFAULT_COMMAND_TIMEOUT_S
 from immagent._messages import Message
-from immagent._store import _agents, _removal, _threads, _transfer, _tree, _turns
+from immagent._store import _agents, _edits, _removal, _threads, _transfer, _tree, _turns
 from immagent._store._cache import ViewCache
 from immagent._store._database import Database
 from immagent._store._paging import Page
@@ -294,6 +294,19 @@ class Store:
     async def _history(self, agent: PersistentAgent) -> tuple[Message, ...]:
         return await _agents.history(self, agent)
 
+    async def _recent(self, agent: PersistentAgent, last: int) -> tuple[Message, ...]:
+        return await _agents.recent(self, agent, last)
+
+    async def _extend(
+        self, agent: PersistentAgent, messages: Sequence[Message], session: AsyncSession | None
+    ) -> PersistentAgent:
+        return await _edits.extend(self, agent, messages, session)
+
+    async def _rewind(
+        self, agent: PersistentAgent, count: int, session: AsyncSession | None
+    ) -> PersistentAgent:
+        return await _edits.rewind(self, agent, count, session)
+
     async def _lineage(self, agent: PersistentAgent) -> tuple[PersistentAgent, ...]:
         return await _agents.lineage(self, agent)
 
@@ -333,6 +346,14 @@ class Store:
         self, thread: Thread, agent: PersistentAgent | UUID | str, session: AsyncSession | None
     ) -> Thread:
         return await _threads.move(self, thread, agent, session)
+
+    async def _threads_extend(
+        self, thread: Thread, messages: Sequence[Message], session: AsyncSession | None
+    ) -> Thread:
+        return await _threads.extend(self, thread, messages, session)
+
+    async def _threads_rewind(self, thread: Thread, count: int, session: AsyncSession | None) -> Thread:
+        return await _threads.rewind(self, thread, count, session)
 
     async def _threads_advance(
         self, thread: Thread, text: str, options: TurnOptions, session: AsyncSession | None

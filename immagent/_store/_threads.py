@@ -8,7 +8,7 @@ A thread's advance writes the turn's messages, the new state and the move in one
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -28,7 +28,7 @@ from immagent._ids import as_uuid
 from immagent._messages import utcnow
 from immagent._orm import THREAD_MOVES, THREADS
 from immagent._sql import violation
-from immagent._store import _agents, _turns
+from immagent._store import _agents, _edits, _turns
 from immagent._store._paging import Page, after_cursor, decode_cursor, encode_cursor, page_of
 from immagent._store._rows import move_view, thread_view
 from immagent._views import PersistentAgent, Thread, ThreadMove
@@ -280,30 +280,60 @@ async def move(
 class _Moves:
     """The move a turn's transaction appended, kept for the view returned once it committed."""
 
-    def __init__(self, thread: Thread) -> None:
+    def __init__(self, thread: Thread, kind: str = "advance") -> None:
         self.thread = thread
+        self.kind = kind
         self.moved: Thread | None = None
 
     def __call__(self, conn: Connection, new_id: UUID) -> None:
-        self.moved = _append(conn, self.thread, new_id, "advance")
+        self.moved = _append(conn, self.thread, new_id, self.kind)
 
     def result(self, store: Store, head: PersistentAgent) -> Thread:
         assert self.moved is not None, "the turn committed without its move"
         return _bind(store, self.moved, head)
 
 
-async def advance(
-    store: Store, thread: Thread, text: str, options: TurnOptions, session: AsyncSession | None
-) -> Thread:
+#: Writes a new state from the head, with a thread's move in the same transaction.
+_Write = Callable[[PersistentAgent, _Moves], Awaitable[PersistentAgent]]
+
+
+async def _moving(store: Store, thread: Thread, kind: str, write: _Write) -> Thread:
+    """Run ``write`` from the thread's head with the move in its transaction; the moved thread's view."""
     agent = await head(store, thread)
-    moves = _Moves(thread)
+    moves = _Moves(thread, kind)
     try:
-        new = await _turns.advance(store, agent, text, options, session, moves)
+        new = await write(agent, moves)
     except ConflictError as exc:
         raise await _conflict(store, exc) from exc.__cause__
     except _Missing as exc:
         raise await _missing(store, exc) from exc.__cause__
     return moves.result(store, new)
+
+
+async def advance(
+    store: Store, thread: Thread, text: str, options: TurnOptions, session: AsyncSession | None
+) -> Thread:
+    return await _moving(
+        store,
+        thread,
+        "advance",
+        lambda agent, moves: _turns.advance(store, agent, text, options, session, moves),
+    )
+
+
+async def extend(store: Store, thread: Thread, messages: object, session: AsyncSession | None) -> Thread:
+    """The head plus ``messages`` as a new state, and the thread moved to it, in one transaction."""
+    return await _moving(
+        store, thread, "advance", lambda agent, moves: _edits.extend(store, agent, messages, session, moves)
+    )
+
+
+async def rewind(store: Store, thread: Thread, count: object, session: AsyncSession | None) -> Thread:
+    """A new state ``count`` messages back from the head, and the thread moved to it, in one transaction."""
+    check.positive_int("count", count, minimum=0)
+    return await _moving(
+        store, thread, "move", lambda agent, moves: _edits.rewind(store, agent, count, session, moves)
+    )
 
 
 async def advance_stream(

@@ -52,7 +52,7 @@ AlsoWrite = Callable[[Connection, UUID], None]
 async def commit(
     store: Store,
     agent: PersistentAgent,
-    history: tuple[Message, ...],
+    history: tuple[Message, ...] | None,
     new: Sequence[Message],
     session: AsyncSession | None,
     also: AlsoWrite | None = None,
@@ -60,8 +60,8 @@ async def commit(
     wire: list[dict[str, Any]] | None = None,
 ) -> PersistentAgent:
     """Insert a turn's messages and the new state (and ``also``) in one transaction (or the caller's).
-    ``wire`` is the new history's wire form (``TurnResult.history_wire``), kept with it for the next
-    turn."""
+    ``history`` is ``agent``'s, when known (the new state then carries its whole history); ``wire`` is
+    the new history's wire form (``TurnResult.history_wire``), kept with it for the next turn."""
     row = derived_agent(agent, parent_id=agent.id, head_id=new[-1].id, metadata=agent.metadata)
     messages = [message_values(m, agent.root_id, agent.tenant) for m in new]
 
@@ -74,7 +74,8 @@ async def commit(
 
     await store._db.write_many(insert_turn, session)
     view = agent_from_values(row)
-    return _agents.bind(store, view, history + tuple(new), cache=session is None, wire=wire)
+    known = None if history is None else history + tuple(new)
+    return _agents.bind(store, view, known, cache=session is None, wire=wire)
 
 
 async def advance(

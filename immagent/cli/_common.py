@@ -166,10 +166,13 @@ def one_line_text(text: str | None, width: int = 60) -> str:
 
 
 def message_lines(index: int, message: Message) -> list[str]:
-    """One message as text lines: role, content (indented when it spans lines), tool calls, usage."""
+    """One message as text lines: role, content (indented when it spans lines), tool calls, usage, and
+    the native form's format for a message another framework wrote."""
     usage = ""
     if message.input_tokens is not None or message.output_tokens is not None:
         usage = f"  [tokens in {message.input_tokens or 0}, out {message.output_tokens or 0}]"
+    if message.native is not None:  # written by another framework: say which (its form is in `export`)
+        usage += f"  [{message.native.format}]"
     head = f"[{index}] {message.role}"
     if message.role == "tool":
         head += f" ({message.tool_call_id})"

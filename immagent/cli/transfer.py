@@ -33,7 +33,11 @@ class StateExport(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     format: Literal["immagent.export"] = "immagent.export"
-    version: Literal[1] = 1
+    version: Literal[1, 2] = Field(
+        default=1,
+        description="2 when a message carries `native` (an immagent that knows no native forms refuses "
+        "the document instead of dropping them), else 1.",
+    )
     state_id: UUID = Field(description="The exported state (the last of `agents`).")
     exported_at: datetime
     agents: tuple[PersistentAgent, ...] = Field(description="The lineage, root first.")
@@ -53,6 +57,7 @@ async def export_document(store: Store, agent_id: UUID | str) -> StateExport:
     messages = await agent.messages()
     prompts = {a.system_prompt_id: await a.system_prompt() for a in lineage}
     return StateExport(
+        version=2 if any(m.native is not None for m in messages) else 1,
         state_id=agent.id,
         exported_at=utcnow(),
         agents=lineage,
