@@ -7,12 +7,14 @@ scripted model, must give the same answers on ``ImmagentSession`` as on the refe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 
 import pytest
 from agents import SQLiteSession
 
-from immagent import Store
+from immagent import Message, Store, ToolCall
 from immagent.integrations.openai_agents import FORMAT, ImmagentSession
 from tests.support.agents_sdk import ITEMS, TURNS, Differential, random_ops, run_turns
 from tests.support.db import counting, row_counts
@@ -169,3 +171,42 @@ async def test_reads_of_an_unknown_session_write_nothing(store: Store) -> None:
     await session.add_items([])
     assert await session.thread() is None
     assert (await row_counts(store.engine))["immagent_threads"] == 0
+
+
+async def test_messages_another_writer_put_on_the_thread_read_as_sdk_items(store: Store) -> None:
+    session = ImmagentSession("mixed", store)
+    await session.add_items([ITEMS[0]])
+    thread = await session.thread()
+    assert thread is not None
+    call = ToolCall(id="call_9", name="get_weather", arguments='{"city":"Lyon"}')
+    await thread.extend(  # as immagent's own loop writes a turn: no native form
+        [
+            Message(role="assistant", content="Let me look.", tool_calls=(call,)),
+            Message(role="tool", content="21°C", tool_call_id="call_9"),
+            Message(role="assistant", content="21°C in Lyon."),
+        ]
+    )
+    translated = [
+        {"role": "assistant", "content": "Let me look."},
+        {"type": "function_call", "call_id": "call_9", "name": "get_weather", "arguments": '{"city":"Lyon"}'},
+        {"type": "function_call_output", "call_id": "call_9", "output": "21°C"},
+        {"role": "assistant", "content": "21°C in Lyon."},
+    ]
+    assert await session.get_items() == [ITEMS[0], *translated]
+    assert await session.get_items(limit=3) == translated[1:]
+    assert await session.pop_item() == translated[-1]
+
+
+async def test_sessions_created_at_once_share_one_thread_and_leave_no_stray_state(db_url: str) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        stores = [await stack.enter_async_context(await Store.connect(db_url)) for _ in range(4)]
+        await asyncio.gather(
+            *(
+                ImmagentSession("born", s).add_items([{"role": "user", "content": f"hi {n}"}])
+                for n, s in enumerate(stores)
+            )
+        )
+        items = await ImmagentSession("born", stores[0]).get_items()
+        assert sorted(i["content"] for i in items) == [f"hi {n}" for n in range(4)]
+        counts = await row_counts(stores[0].engine)
+        assert counts["immagent_agents"] == 1 + 4  # the empty start and one state per add_items

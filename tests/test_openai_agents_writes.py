@@ -4,6 +4,7 @@ writers on one session id (no item lost, none written twice), and the extra's pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import subprocess
 import sys
@@ -75,9 +76,15 @@ async def test_a_limit_that_is_not_an_integer_is_refused(store: Store) -> None:
     assert raised.value.field == "limit"
 
 
-async def test_concurrent_sessions_on_one_id_lose_no_item_and_write_none_twice(store: Store) -> None:
-    writers, batches = 2, 8
-    sessions = [ImmagentSession("busy", store) for _ in range(writers)]
+async def test_concurrent_sessions_on_one_id_lose_no_item_and_write_none_twice(db_url: str) -> None:
+    writers, batches = 3, 8
+    async with contextlib.AsyncExitStack() as stack:  # one store (pool, cache) each, as two processes have
+        stores = [await stack.enter_async_context(await Store.connect(db_url)) for _ in range(writers)]
+        sessions = [ImmagentSession("busy", s) for s in stores]
+        await _race(sessions, writers, batches)
+
+
+async def _race(sessions: list[ImmagentSession], writers: int, batches: int) -> None:
 
     async def write(w: int) -> None:
         for b in range(batches):
@@ -95,15 +102,20 @@ async def test_concurrent_sessions_on_one_id_lose_no_item_and_write_none_twice(s
     for w in range(writers):  # each writer's batches in its own order
         mine = [t for t in texts if t.startswith(f"w{w} ")]
         assert mine == sorted(mine, key=lambda t: (int(t.split()[1][1:]), t))
+    thread = await sessions[0].thread()
+    assert thread is not None
+    assert len(await thread.log()) == 1 + writers * batches  # its creation, then one move per add_items
 
 
-async def test_concurrent_pops_each_take_a_different_item(store: Store) -> None:
-    writer = ImmagentSession("pops", store)
-    items = [{"role": "user", "content": f"item {n}"} for n in range(6)]
-    await writer.add_items(items)
-    popped = await asyncio.gather(*(ImmagentSession("pops", store).pop_item() for _ in range(4)))
-    assert sorted(p["content"] for p in popped if p) == [f"item {n}" for n in range(2, 6)]
-    assert await writer.get_items() == items[:2]
+async def test_concurrent_pops_each_take_a_different_item(db_url: str) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        stores = [await stack.enter_async_context(await Store.connect(db_url)) for _ in range(4)]
+        writer = ImmagentSession("pops", stores[0])
+        items = [{"role": "user", "content": f"item {n}"} for n in range(6)]
+        await writer.add_items(items)
+        popped = await asyncio.gather(*(ImmagentSession("pops", s).pop_item() for s in stores))
+        assert sorted(p["content"] for p in popped if p) == [f"item {n}" for n in range(2, 6)]
+        assert await writer.get_items() == items[:2]
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:

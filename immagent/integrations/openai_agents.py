@@ -98,8 +98,8 @@ class ImmagentSession:
             return None
 
     async def _thread_or_create(self) -> Thread:
-        """The session's thread, created pointing at an empty state on first use (a concurrent creator's
-        thread is taken when it won the race; the empty state made for nothing is left to ``gc``)."""
+        """The session's thread, created pointing at an empty state on first use (when a concurrent
+        creator won the race, its thread is taken and the empty state made for nothing is removed)."""
         thread = await self.thread()
         if thread is not None:
             return thread
@@ -110,6 +110,7 @@ class ImmagentSession:
             return await self.store.create_thread(self.session_id, empty)
         except ThreadExistsError as exc:
             assert exc.current is not None
+            await self.store.delete(empty)
             return exc.current
 
     async def _moved(self, attempt: int) -> None:
