@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import random
+from typing import Any
+from uuid import uuid4
 
 import pytest
 from agents import SQLiteSession
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from immagent import Message, Store, ToolCall
 from immagent.integrations.openai_agents import FORMAT, ImmagentSession
@@ -21,6 +26,8 @@ from tests.support.db import counting, row_counts
 
 #: The random differential: this many sequences of this many calls, per backend (fixed seeds).
 SEQUENCES, CALLS = 12, 30
+#: Sequences hypothesis draws (and shrinks on a failure), per backend.
+HYPOTHESIS_EXAMPLES = 30
 
 
 def pair(store: Store, session_id: str = "s1") -> Differential:
@@ -82,6 +89,35 @@ async def test_random_call_sequences_match_sqlite_session(store: Store, seed: in
     diff = pair(store, f"random-{seed}")
     await diff.play(random_ops(random.Random(seed), CALLS))
     assert diff.calls == CALLS
+
+
+_ITEM = st.integers(0, len(ITEMS) - 1).map(lambda i: copy.deepcopy(ITEMS[i]))
+_CALLS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.lists(_ITEM, max_size=4)),
+        st.tuples(st.just("get"), st.none() | st.integers(-2, 12)),
+        st.tuples(st.just("pop"), st.none()),
+        st.tuples(st.just("clear"), st.none()),
+    ),
+    max_size=20,
+)
+
+
+@settings(
+    max_examples=HYPOTHESIS_EXAMPLES,
+    deadline=None,
+    derandomize=True,  # the same examples every run: a failure is reproducible, never a fluke
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(calls=_CALLS)
+def test_any_call_sequence_matches_sqlite_session(db_url: str, calls: list[tuple[str, Any]]) -> None:
+    async def play() -> None:  # each example on its own store and loop, on a session id of its own
+        async with await Store.connect(db_url, min_size=1, max_size=2) as store:
+            diff = Differential(SQLiteSession("h"), ImmagentSession(f"h-{uuid4()}", store))
+            await diff.play(calls)
+
+    asyncio.run(play())
 
 
 async def test_runner_turns_with_tools_give_the_same_items_and_model_inputs(store: Store) -> None:
@@ -210,3 +246,12 @@ async def test_sessions_created_at_once_share_one_thread_and_leave_no_stray_stat
         assert sorted(i["content"] for i in items) == [f"hi {n}" for n in range(4)]
         counts = await row_counts(stores[0].engine)
         assert counts["immagent_agents"] == 1 + 4  # the empty start and one state per add_items
+
+
+async def test_session_settings_give_the_default_limit_as_on_the_sdk_sessions(store: Store) -> None:
+    reference = SQLiteSession("limited", session_settings={"limit": 2})
+    ours = ImmagentSession("limited", store, session_settings={"limit": 2})
+    for session in (reference, ours):
+        await session.add_items(ITEMS[:5])
+    assert await ours.get_items() == await reference.get_items() == ITEMS[3:5]
+    assert await ours.get_items(limit=4) == await reference.get_items(limit=4) == ITEMS[1:5]

@@ -31,11 +31,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 try:
-    from agents.memory.session_settings import SessionSettings, resolve_session_limit
+    from agents.memory.session_settings import (
+        SessionSettings,
+        coerce_session_settings,
+        resolve_session_limit,
+    )
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the SDK
     raise ImportError(
         "immagent.integrations.openai_agents needs the OpenAI Agents SDK: "
@@ -65,7 +69,8 @@ MAX_ATTEMPTS = 50
 class ImmagentSession:
     """The SDK's ``Session`` protocol (``get_items``, ``add_items``, ``pop_item``, ``clear_session``,
     ``session_id``, ``session_settings``) on the immagent thread keyed by ``session_id`` in ``store``'s
-    tenant. ``model`` and ``system_prompt`` label the empty state a new session starts from."""
+    tenant. ``model`` and ``system_prompt`` label the empty state a new session starts from;
+    ``session_settings`` (or its dict form) gives ``get_items()`` a default limit, as the SDK's do."""
 
     session_settings: SessionSettings | None
 
@@ -76,13 +81,15 @@ class ImmagentSession:
         *,
         model: str = DEFAULT_MODEL,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-        session_settings: SessionSettings | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
     ) -> None:
         self.session_id = check.thread_key(session_id)
         self.store = store
         self.model = check.text("model", model, max_length=255)
         self.system_prompt = check.text("system_prompt", system_prompt)
-        self.session_settings = session_settings if session_settings is not None else SessionSettings()
+        self.session_settings = (
+            coerce_session_settings(session_settings) if session_settings is not None else SessionSettings()
+        )
 
     def __repr__(self) -> str:
         return f"ImmagentSession({self.session_id!r}, tenant={self.store.tenant_name!r})"
