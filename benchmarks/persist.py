@@ -51,7 +51,7 @@ from tests.support.db import counting
 TABLES = ("immagent_texts", "immagent_messages", "immagent_agents")
 MESSAGE_COLUMNS = (
     "id, tenant, root_id, parent_id, depth, role, content, tool_calls, tool_call_id, input_tokens, "
-    "output_tokens, created_at"
+    "output_tokens, created_at, native"
 )
 AGENT_COLUMNS = (
     "id, tenant, root_id, parent_id, name, system_prompt_id, head_id, model, metadata, model_settings, "

@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 from immagent import _llm
 from immagent._errors import LLMError
 from immagent._llm import Completion, TextDelta
-from immagent._messages import Message, ToolCall
+from immagent._messages import LITELLM_FORMAT, Message, NativeForm, ToolCall
 
 logger = logging.getLogger("immagent")
 
@@ -144,6 +144,18 @@ def _next(previous: Message | None, **fields: Any) -> Message:
     return Message(parent_id=previous.id, depth=previous.depth + 1, **fields)
 
 
+def _kept(fields: dict[str, Any] | None) -> NativeForm | None:
+    """The native form that keeps a reply's provider fields (None when there are none, or when they
+    cannot be stored: a turn is never lost over them)."""
+    if not fields:
+        return None
+    try:
+        return NativeForm(format=LITELLM_FORMAT, data=fields)
+    except ValueError as exc:  # pydantic's ValidationError: NUL, too large, too deep
+        logger.warning("the reply's provider fields are not kept: %s", exc)
+        return None
+
+
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -234,6 +246,7 @@ async def run_turn(turn: Turn, *, stream: bool = False) -> AsyncIterator[TurnEve
             tool_calls=completion.tool_calls or None,
             input_tokens=completion.input_tokens,
             output_tokens=completion.output_tokens,
+            native=_kept(completion.provider_fields),
         )
         new.append(reply)
         new_wire.append(reply.llm_form())

@@ -69,6 +69,8 @@ class Completion:
     tool_calls: tuple[ToolCall, ...]
     input_tokens: int | None
     output_tokens: int | None
+    #: Fields of the reply the projection has no place for (``_PROVIDER_FIELDS``), as JSON; None if none.
+    provider_fields: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +393,25 @@ def _tool_call(call_id: Any, name: Any, arguments: Any) -> ToolCall:
     )
 
 
+#: Fields of a reply's message that immagent keeps in its native form (thinking with its signatures, and
+#: reasoning text), so that what the provider needs sent back can be (``Message.to_llm``).
+_PROVIDER_FIELDS = ("thinking_blocks", "reasoning_content")
+
+
+def _provider_fields(message: Any) -> dict[str, Any] | None:
+    """The reply's provider fields as plain JSON (one that is not JSON is dropped, with a warning)."""
+    found: dict[str, Any] = {}
+    for name in _PROVIDER_FIELDS:
+        value = _field(message, name)
+        if not value:
+            continue
+        try:
+            found[name] = json.loads(json.dumps(value, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            logger.warning("the reply's %s is not JSON and is not kept: %s", name, exc)
+    return found or None
+
+
 def _parse(response: Any, model: str) -> Completion:
     """A Completion from a LiteLLM ModelResponse; LLMError when it has no usable choice."""
     try:
@@ -407,6 +428,7 @@ def _parse(response: Any, model: str) -> Completion:
             for function in (_field(call, "function"),)
         )
         input_tokens, output_tokens = _usage(_field(response, "usage"))
+        provider_fields = _provider_fields(message)
     except LLMError:
         raise
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
@@ -416,6 +438,7 @@ def _parse(response: Any, model: str) -> Completion:
         tool_calls=calls,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
+        provider_fields=provider_fields,
     )
 
 

@@ -18,6 +18,12 @@ from immagent import _validation as check
 from immagent._ids import uuid7
 
 Role = Literal["user", "assistant", "tool"]
+#: The native form immagent's own loop gives an assistant reply whose provider returned fields the readable
+#: projection has no place for (LiteLLM's ``thinking_blocks`` and ``reasoning_content``).
+LITELLM_FORMAT = "litellm/assistant"
+#: Of those, what goes back to the model with the message: Anthropic refuses a tool-use turn whose
+#: thinking blocks are missing; DeepSeek refuses ``reasoning_content`` sent back, so that one is only kept.
+SENT_BACK = ("thinking_blocks",)
 
 
 def utcnow() -> datetime:
@@ -106,12 +112,16 @@ class Message(BaseModel):
         return None if value == [] or value == () else value
 
     def to_llm(self) -> dict[str, Any]:
-        """This message in the OpenAI chat format that LiteLLM accepts."""
+        """This message in the OpenAI chat format that LiteLLM accepts (with the provider fields a reply
+        of immagent's own loop kept, such as thinking blocks, that the provider needs back)."""
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.tool_calls:
             out["tool_calls"] = [call.to_openai() for call in self.tool_calls]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
+        native = self.native
+        if native is not None and native.format == LITELLM_FORMAT and isinstance(native.data, dict):
+            out.update((key, native.data[key]) for key in SENT_BACK if key in native.data)
         return out
 
     def llm_form(self) -> dict[str, Any]:

@@ -52,6 +52,9 @@ NAMING_CONVENTION = {
 
 #: JSON everywhere, JSONB on PostgreSQL (smaller, indexable); Python None is SQL NULL, not JSON 'null'.
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+#: JSON kept as the exact text written, on every backend (PostgreSQL's ``json``, not ``jsonb``, which
+#: reorders keys and turns ``1e16`` into an integer): for native forms, which must come back unchanged.
+ExactJSON = JSON(none_as_null=True)
 #: MySQL's DATETIME keeps no zone (values are UTC, read back as UTC) and drops microseconds unless fsp=6.
 Timestamp = DateTime(timezone=True).with_variant(MYSQL_DATETIME(fsp=6), "mysql", "mariadb")
 #: UUIDs as 32 hex characters on MySQL/MariaDB, as on SQLite: MariaDB's native UUID type (which
@@ -111,7 +114,7 @@ class MessageRow(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     # The message as another framework wrote it, ``{"format": ..., "data": ...}`` (revision 0003); null
     # for immagent's own messages. The columns above stay its readable projection.
-    native: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    native: Mapped[dict[str, Any] | None] = mapped_column(ExactJSON)
 
     # Erasure finds a tenant's or a tree's messages through this index (a tree lives in one tenant).
     __table_args__ = (Index("ix_immagent_messages_tenant_root_id", "tenant", "root_id"),)

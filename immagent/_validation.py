@@ -90,18 +90,15 @@ NATIVE_MAX_BYTES = 8 * 1024 * 1024
 #: How deep a native form's JSON may nest (objects and arrays): MariaDB refuses JSON nested 32 deep, and
 #: a stored form sits inside one more object (``{"format": ..., "data": ...}``).
 NATIVE_MAX_DEPTH = 30
-#: Floats from this magnitude on are written with an exponent (``1e+16``); PostgreSQL's jsonb keeps them
-#: as integral numerics and gives them back as ints, so they would not come back as they went in.
-_EXACT_FLOAT_LIMIT = 1e16
 
 
 def json_value(
     field: str, value: object, *, max_bytes: int = NATIVE_MAX_BYTES, max_depth: int = NATIVE_MAX_DEPTH
 ) -> Any:
-    """Any JSON value that every backend gives back exactly as it went in: str keys, finite floats that
-    jsonb keeps as floats (not -0.0, magnitude below 1e16), no NUL, valid Unicode, at most ``max_bytes``
-    as compact JSON and ``max_depth`` levels of nesting. Returns the value as JSON decodes it (tuples
-    become lists: what a read returns)."""
+    """Any JSON value that every backend stores (in a column that keeps JSON text as written) and gives
+    back exactly: str keys, finite numbers, no NUL, valid Unicode, at most ``max_bytes`` as compact JSON
+    and ``max_depth`` levels of nesting. Returns the value as JSON decodes it (tuples become lists: what
+    a read returns)."""
     if _has_non_str_keys(value):
         raise ValidationError(field, "keys must be strings (JSON would turn them into strings)")
     try:
@@ -117,13 +114,6 @@ def json_value(
         raise ValidationError(field, f"must not nest objects and arrays more than {max_depth} levels deep")
     if _has_nul(decoded):
         raise ValidationError(field, "must not contain NUL characters (\\x00)")
-    inexact = _inexact_float(decoded)
-    if inexact is not None:
-        raise ValidationError(
-            field,
-            f"holds the float {inexact!r}, which PostgreSQL's jsonb would give back as a different value "
-            "(an int, or 0.0); store it as a string",
-        )
     return decoded
 
 
@@ -137,20 +127,6 @@ def _depth(value: object) -> int:
             deepest = max(deepest, depth)
             level.extend((child, depth + 1) for child in children)
     return deepest
-
-
-def _inexact_float(value: object) -> float | None:
-    """The first float that jsonb would not give back as the same float, else None."""
-    if isinstance(value, float):
-        if abs(value) >= _EXACT_FLOAT_LIMIT or (value == 0.0 and math.copysign(1.0, value) < 0):
-            return value
-        return None
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    for item in items:
-        found = _inexact_float(item)
-        if found is not None:
-            return found
-    return None
 
 
 def _utf8(field: str, value: str) -> None:

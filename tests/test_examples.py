@@ -61,6 +61,16 @@ EXPECTED: dict[str, list[str]] = {
         'assistant: calls get_weather({"city":"Paris"})',
         "tool: 18°C, light rain",
     ],
+    "pydantic_ai_history.py": [
+        "assistant: Paris: light rain, 18°C.",
+        "assistant: Oslo: snow, -3°C.",
+        "thread at position 2: 8 messages",
+        '  assistant: weather({"city":"Oslo"})',
+        "  tool: snow, -3°C",
+        "loaded back exactly: True",
+        "after undo: 4 messages",
+        "branch: Lima: sunny, 24°C. (8 messages)",
+    ],
     "streaming.py": [
         "assistant: Once upon a time, a small robot learned to paint the sunrise.",
         "stopped after the first piece: 'This'",

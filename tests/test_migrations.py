@@ -39,9 +39,21 @@ ON_EVERY_BACKEND = pytest.mark.parametrize("fresh_db_url", BACKENDS, indirect=Tr
 # The generic type of each column, then per backend how the database reports it. MariaDB's JSON is a
 # LONGTEXT with a json_valid() check; MySQL's TEXT would stop at 64 KiB.
 _TYPES = {
-    "sqlite": {"uuid": "CHAR(32)", "json": "JSON", "time": "DATETIME", "text": "TEXT"},
-    "postgresql": {"uuid": "UUID", "json": "JSONB", "time": "TIMESTAMP WITH TIME ZONE", "text": "TEXT"},
-    "mysql": {"uuid": "CHAR(32)", "json": "LONGTEXT", "time": "DATETIME(6)", "text": "LONGTEXT"},
+    "sqlite": {"uuid": "CHAR(32)", "json": "JSON", "exact_json": "JSON", "time": "DATETIME", "text": "TEXT"},
+    "postgresql": {
+        "uuid": "UUID",
+        "json": "JSONB",
+        "exact_json": "JSON",
+        "time": "TIMESTAMP WITH TIME ZONE",
+        "text": "TEXT",
+    },
+    "mysql": {
+        "uuid": "CHAR(32)",
+        "json": "LONGTEXT",
+        "exact_json": "LONGTEXT",
+        "time": "DATETIME(6)",
+        "text": "LONGTEXT",
+    },
 }
 _COLUMNS = {
     "immagent_texts": [("id", "uuid", False), ("content", "text", False), ("created_at", "time", False)],
@@ -58,7 +70,7 @@ _COLUMNS = {
         ("input_tokens", "INTEGER", True),
         ("output_tokens", "INTEGER", True),
         ("created_at", "time", False),
-        ("native", "json", True),
+        ("native", "exact_json", True),
     ],
     "immagent_agents": [
         ("id", "uuid", False),

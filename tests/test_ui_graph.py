@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from immagent import Thread
+from immagent._ids import uuid7
 from immagent.ui._family import family, short_id
 from immagent.ui._graph import ROW, Drawing, draw
 from tests.support.trees import synthetic_tree
@@ -119,6 +120,22 @@ def test_labels_say_what_each_state_is() -> None:
     assert clone.twin_of is not None and clone.label == f"clone: same history as {short_id(clone.twin_of)}"
     meta = next(m for m in fam.members.values() if m.kind == "metadata")
     assert meta.label.startswith('metadata {"step": ')
+
+
+def test_a_rewound_state_says_how_far_back_it_went() -> None:
+    states, messages, _ = synthetic_tree(6, "linear")
+    tip = states[-1]
+    by_id = {m.id: m for m in messages}
+    head = by_id[tip.head_id]  # type: ignore[index]
+    back_two = by_id[by_id[head.parent_id].parent_id]  # type: ignore[index]
+    rewound = [
+        tip.model_copy(update={"id": uuid7(), "parent_id": tip.id, "head_id": back_two.id}),
+        tip.model_copy(update={"id": uuid7(), "parent_id": tip.id, "head_id": None}),
+    ]
+    fam = family([*states, *rewound], messages, {})
+    assert fam.members[rewound[0].id].label == "rewind: 2 messages back"
+    assert fam.members[rewound[1].id].label == f"rewind: {head.depth + 1} messages back"
+    assert fam.members[states[-1].id].label.startswith("“")  # a turn is still a turn
 
 
 def test_a_deleted_state_is_a_gap_its_descendants_still_hang_from() -> None:

@@ -1,5 +1,5 @@
-"""A conversation tree as the inspector reads it: what each state is (a root, a turn, a clone, a metadata
-change, or a gap where a state was deleted) and a one-line label for it, from the tree's states and
+"""A conversation tree as the inspector reads it: what each state is (a root, a turn or a rewind, a clone, a
+metadata change, or a gap where a state was deleted) and a one-line label for it, from the tree's states and
 messages. Pure: views in, values out; no database, no markup.
 """
 
@@ -80,6 +80,20 @@ def _turn_label(new: Sequence[Message]) -> str:
     return one_line_text(" → ".join(parts), LABEL_WIDTH)
 
 
+def _rewound(parent_head: UUID | None, head: UUID | None, by_message: Mapping[UUID, Message]) -> int:
+    """How many messages back ``head`` is from ``parent_head`` when it is an earlier message of the same
+    history (``rewind()`` made the state), else 0."""
+    top = by_message.get(parent_head) if parent_head is not None else None
+    below = by_message.get(head) if head is not None else None
+    if top is None or (head is not None and below is None):
+        return 0
+    back = top.depth - (below.depth if below is not None else -1)
+    cursor: Message | None = top
+    for _ in range(back if back > 0 else 0):
+        cursor = by_message.get(cursor.parent_id) if cursor and cursor.parent_id is not None else None
+    return back if back > 0 and (cursor.id if cursor else None) == head else 0
+
+
 def family(
     states: Sequence[PersistentAgent],
     messages: Sequence[Message],
@@ -101,6 +115,8 @@ def family(
             kind: Kind = "root"
         elif twin_of is not None:
             label, kind = f"clone: same history as {short_id(twin_of)}", "clone"
+        elif parent is not None and (back := _rewound(parent.head_id, state.head_id, by_message)):
+            label, kind = f"rewind: {back} message{'s' if back != 1 else ''} back", "turn"
         elif parent is not None and parent.head_id == state.head_id:
             meta = json.dumps(state.metadata, ensure_ascii=False, sort_keys=True)
             label, kind = one_line_text(f"metadata {meta}", LABEL_WIDTH), "metadata"

@@ -6,11 +6,14 @@ Create Date: 2026-11-29
 
 What changes, and which rows may ever change: still none.
 
-- ``immagent_messages.native``: a nullable JSON column (JSONB on PostgreSQL) holding
+- ``immagent_messages.native``: a nullable JSON column holding
   ``{"format": ..., "data": ...}``, a message exactly as a framework (Pydantic AI, the OpenAI Agents SDK)
   wrote it, beside the readable projection immagent keeps in the other columns (role, content,
   tool_calls, tokens), which views, the CLI and the inspector show. Existing rows get NULL: a message
-  immagent's own loop wrote has no other form.
+  immagent's own loop wrote has no other form. It is ``json``, not ``jsonb``, on PostgreSQL, as on the
+  other backends: the text is kept as written, so key order (which a model sees when the form is sent
+  back) and numbers such as ``1e16`` come back exactly; ``jsonb`` would sort the keys and turn ``1e16``
+  into an integer.
 
 Adding a nullable column copies no table (SQLite keeps its UPDATE-refusing triggers) and rewrites no row;
 on MySQL/MariaDB the JSON column is a LONGTEXT with a ``json_valid`` check, as in 0001.
@@ -22,18 +25,17 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+ExactJSON = sa.JSON()  # json on PostgreSQL too: the text as written
 
 
 def upgrade() -> None:
-    op.add_column("immagent_messages", sa.Column("native", JSONType, nullable=True))
+    op.add_column("immagent_messages", sa.Column("native", ExactJSON, nullable=True))
 
 
 def downgrade() -> None:
