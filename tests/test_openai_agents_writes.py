@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from immagent import Store, ValidationError
+from immagent import Store, ThreadExistsError, ThreadNotFoundError, ValidationError
 from immagent.integrations.openai_agents import ImmagentSession
 from tests.support.agents_sdk import ITEMS
 from tests.support.db import snapshot
@@ -142,3 +142,31 @@ def test_the_extra_is_declared_and_part_of_dev() -> None:
     extras = project["optional-dependencies"]
     assert any(req.startswith("openai-agents>=") and "<" in req for req in extras["openai-agents"])
     assert "immagent[openai-agents]" in extras["dev"]
+
+
+@pytest.mark.parametrize("at", [-1, 4, 2.5, True, [1]])
+async def test_a_branch_at_a_point_the_session_never_had_writes_nothing(store: Store, at: Any) -> None:
+    session = ImmagentSession("trunk", store)
+    await session.add_items(ITEMS[:3])
+    before = await snapshot(store.engine)
+    with pytest.raises(ValidationError) as raised:
+        await session.branch("limb", at=at)
+    assert raised.value.field == "at"
+    assert await snapshot(store.engine) == before
+
+
+async def test_a_branch_onto_a_taken_session_id_leaves_no_stray_state(store: Store) -> None:
+    session = ImmagentSession("trunk", store)
+    await session.add_items(ITEMS[:3])
+    await ImmagentSession("taken", store).add_items([ITEMS[4]])
+    before = await snapshot(store.engine)
+    with pytest.raises(ThreadExistsError):
+        await session.branch("taken", at=1)
+    assert await snapshot(store.engine) == before
+    assert await ImmagentSession("taken", store).get_items() == [ITEMS[4]]
+
+
+async def test_a_session_never_written_cannot_be_branched(store: Store) -> None:
+    with pytest.raises(ThreadNotFoundError):
+        await ImmagentSession("nothing-yet", store).branch("limb")
+    assert await snapshot(store.engine) == []

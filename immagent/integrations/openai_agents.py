@@ -48,13 +48,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from immagent import _validation as check
 from immagent._errors import ConflictError, ThreadExistsError, ThreadNotFoundError, ValidationError
+from immagent._views import PersistentAgent
 from immagent.integrations._openai_items import FORMAT, check_items, to_items, to_message
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
 
     from immagent._store import Store
-    from immagent._views import PersistentAgent, Thread
+    from immagent._views import Thread
 
 __all__ = ["FORMAT", "ImmagentSession"]
 
@@ -212,10 +213,16 @@ class ImmagentSession:
         no message is copied. ``at``: None for the current state; an int ``n`` for the state holding the
         first ``n`` items of the current history; or any state of this tenant (a PersistentAgent or its
         id, for example a ``ThreadMove.agent_id`` from ``(await session.thread()).log()``).
-        ThreadExistsError when ``session_id`` is taken; ValidationError for an ``at`` out of range."""
+        ThreadNotFoundError when this session was never written; ThreadExistsError when ``session_id`` is
+        taken; ValidationError for an ``at`` out of range. Nothing is written when it fails."""
         check.thread_key(session_id)
-        start = await self._state_at(at)
-        await self.store.create_thread(session_id, start)
+        start, made = await self._state_at(at)
+        try:
+            await self.store.create_thread(session_id, start)
+        except ThreadExistsError:
+            if made:
+                await self.store.delete(start)  # the state made for the branch serves nothing now
+            raise
         return ImmagentSession(
             session_id,
             self.store,
@@ -224,17 +231,20 @@ class ImmagentSession:
             session_settings=self.session_settings,
         )
 
-    async def _state_at(self, at: int | PersistentAgent | UUID | str | None) -> PersistentAgent | UUID | str:
-        if at is not None and not isinstance(at, int):
-            return at
-        if isinstance(at, bool):
-            raise ValidationError("at", "must be an item count, a state or None, not bool")
-        thread = await self._thread_or_create()
+    async def _state_at(self, at: int | PersistentAgent | UUID | str | None) -> tuple[PersistentAgent, bool]:
+        """The state a branch starts from, and whether it was made for it (a rewind of the head)."""
+        if isinstance(at, bool) or not (at is None or isinstance(at, int | PersistentAgent | UUID | str)):
+            raise ValidationError("at", f"must be an item count, a state or None, not {type(at).__name__}")
+        if isinstance(at, PersistentAgent | UUID | str):
+            return (at if isinstance(at, PersistentAgent) else await self.store.load_agent(at)), False
+        thread = await self.thread()
+        if thread is None:
+            raise ThreadNotFoundError(self.session_id, f"session {self.session_id!r} has never been written")
         head = await thread.head()
         if at is None:
-            return head
+            return head, False
         last = await head.messages(last=1)
         length = last[0].depth + 1 if last else 0
         if not 0 <= at <= length:
             raise ValidationError("at", f"must be between 0 and the session's {length} items, got {at}")
-        return head if at == length else await head.rewind(length - at)
+        return (head, False) if at == length else (await head.rewind(length - at), True)
