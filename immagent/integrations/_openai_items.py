@@ -10,8 +10,12 @@ item; a message that some other writer made (immagent's own loop, another framew
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
+
+from pydantic import TypeAdapter
+from pydantic import ValidationError as SchemaMismatch
 
 from immagent import _validation as check
 from immagent._errors import ValidationError
@@ -27,8 +31,6 @@ FORMAT = "openai-agents/item"
 @functools.cache
 def _members_by_type() -> dict[str | None, tuple[Any, ...]]:
     """The members of the SDK's item union, grouped by the literal of their ``type`` key."""
-    import typing
-
     from agents.items import TResponseInputItem
 
     grouped: dict[str | None, list[Any]] = {}
@@ -41,8 +43,6 @@ def _members_by_type() -> dict[str | None, tuple[Any, ...]]:
 
 def _literals(hint: Any) -> list[str | None]:
     """``Literal["a"]`` -> ["a"]; ``Optional[Literal["a"]]`` -> ["a", None] (the key may be left out)."""
-    import typing
-
     if typing.get_origin(hint) is typing.Literal:
         return list(typing.get_args(hint))
     found: list[str | None] = []
@@ -54,8 +54,6 @@ def _literals(hint: Any) -> list[str | None]:
 @functools.cache
 def _adapter(kind: str | None) -> Any:
     """A Pydantic validator of the SDK's items of one ``type`` (built once per type, on first use)."""
-    from pydantic import TypeAdapter
-
     members = _members_by_type()[kind]
     schema: Any = members[0] if len(members) == 1 else Union[members]  # noqa: UP007
     return TypeAdapter(schema)
@@ -91,8 +89,6 @@ def check_item(field: str, item: object) -> dict[str, Any]:
     data: dict[str, Any] = check.json_value(field, item)  # the rules of a native form's JSON
     members = _members_by_type()
     kind = _kind(field, data)
-    from pydantic import ValidationError as SchemaMismatch
-
     try:
         _adapter(kind).validate_python(data)
     except SchemaMismatch as exc:
