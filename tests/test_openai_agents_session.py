@@ -120,7 +120,11 @@ def test_any_call_sequence_matches_sqlite_session(db_url: str, calls: list[tuple
     asyncio.run(play())
 
 
-async def test_runner_turns_with_tools_give_the_same_items_and_model_inputs(store: Store) -> None:
+async def test_runner_turns_with_tools_give_the_same_items_and_model_inputs(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # offline: no key, and no server to reach
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     reference = SQLiteSession("runner")
     ours = ImmagentSession("runner", store)
     expected_outputs, expected_model = await run_turns(reference)
