@@ -49,6 +49,18 @@ EXPECTED: dict[str, list[str]] = {
         "tool: Paris: 18°C, light rain",  # the real MCP server's answer
         "assistant: It's 18°C with light rain in Paris: take an umbrella and a jacket.",
     ],
+    "openai_agents_session.py": [
+        "assistant: Paris: 18°C with light rain. Take an umbrella.",
+        "assistant: Lisbon: 24°C and sunny. Sunglasses!",
+        "items: 8 | kinds: function_call, function_call_output, message",
+        "states in the thread's log: 7",
+        "branch: Yes: it is raining in Paris. | items: 6",
+        "after clear: 0 items",
+        "restored: 8 items",
+        "user: What's the weather in Paris?",
+        'assistant: calls get_weather({"city":"Paris"})',
+        "tool: 18°C, light rain",
+    ],
     "pydantic_ai_history.py": [
         "assistant: Paris: light rain, 18°C.",
         "assistant: Oslo: snow, -3°C.",

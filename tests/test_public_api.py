@@ -27,7 +27,7 @@ def test_errors_form_one_tree_with_caller_mistakes_on_their_own_branch() -> None
 def test_importing_immagent_loads_no_sqlalchemy_litellm_mcp_the_inspector_or_a_framework() -> None:
     heavy = (
         "sqlalchemy", "litellm", "mcp", "alembic", "immagent.ui", "starlette", "jinja2", "uvicorn",
-        "pydantic_ai", "agents", "immagent.integrations",
+        "pydantic_ai", "agents", "openai", "immagent.integrations",
     )  # fmt: skip
     code = f"import sys, immagent; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
