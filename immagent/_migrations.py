@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 #: The newest revision this library needs. A test checks it equals the scripts' head.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0004"
 #: immagent's own Alembic version table, so it never collides with a host app's ``alembic_version``.
 VERSION_TABLE = "immagent_alembic_version"
 #: The resource form a host app's alembic.ini can use (installed wheels).
@@ -41,6 +41,31 @@ def mysql_table_options(dialect: Any) -> dict[str, str]:
     # SQLAlchemy reads the options under the dialect's own name: mysql_* for mysql://, mariadb_* for mariadb://.
     prefix = dialect.name
     return {f"{prefix}_engine": "InnoDB", f"{prefix}_charset": "utf8mb4", f"{prefix}_collate": exact}
+
+
+def update_guard_sql(dialect: str, table: str, *, create: bool) -> str | None:
+    """The statement that creates (or drops) ``table``'s UPDATE-refusing trigger on this backend, so the
+    database itself refuses UPDATE (PostgreSQL reuses 0001's ``immagent_refuse_update()``); the
+    migration scripts call it after every table they create or rebuild."""
+    name = f"{table}_no_update"
+    refused = f"immagent rows are immutable: UPDATE on {table} is refused"
+    if dialect == "postgresql":
+        if not create:
+            return f"DROP TRIGGER IF EXISTS {name} ON {table}"
+        return (
+            f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION immagent_refuse_update()"
+        )
+    if dialect not in ("sqlite", "mysql", "mariadb"):
+        return None
+    if not create:
+        return f"DROP TRIGGER IF EXISTS {name}"
+    if dialect == "sqlite":
+        return f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} BEGIN SELECT RAISE(ABORT, '{refused}'); END"
+    return (
+        f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} FOR EACH ROW SIGNAL SQLSTATE '45000' "
+        f"SET MESSAGE_TEXT = '{refused}'"
+    )
 
 
 def script_location() -> str:
