@@ -156,9 +156,9 @@ async def _execute(url: str, sql: str) -> None:
 
 async def _execute_insert_across_trees(url: str, written: dict[str, Any]) -> None:
     """A message of the other tree whose parent is a message of the first tree: the key refuses it."""
+    uuid = Uuid().with_variant(Uuid(native_uuid=False), "mysql", "mariadb")
     messages = Table(
-        "immagent_messages", MetaData(),
-        *(Column(n, Uuid().with_variant(Uuid(native_uuid=False), "mysql", "mariadb")) for n in ("id", "root_id", "parent_id")),
+        "immagent_messages", MetaData(), *(Column(n, uuid) for n in ("id", "root_id", "parent_id")),
         Column("depth", Integer), Column("role", String(16)), Column("created_at", DateTime(timezone=True)),
     )  # fmt: skip
     row = {"id": uuid7(), "root_id": written["other"], "parent_id": written["messages"][0]["id"], "depth": 1,
