@@ -12,14 +12,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from immagent import AgentNotFoundError, ConflictError, Store, ValidationError
+from immagent._ids import content_id, uuid7
+from immagent._messages import utcnow
+from immagent._orm import AGENTS, MESSAGES, TEXTS
 from immagent.testing import ScriptedModel
 from tests.support.citus import CitusCluster
-from tests.support.db import InjectedFault, StatementFault, row_counts
+from tests.support.db import InjectedFault, StatementFault, empty_tables, row_counts
 from tests.support.schema import immagent_cli
 
 _DELETE_ORDER = (
@@ -351,3 +354,52 @@ async def test_a_turns_writes_and_a_history_load_are_router_queries(
     )
     plan = await _explain(store, *load)
     assert not re.search(r"Task Count: 1\b", plan), plan
+
+
+# ------------------------------------------------------------------ one PostgreSQL: the keys still serve
+
+
+async def test_on_one_postgresql_the_per_tree_reads_use_the_keys(migrated_urls: dict[str, str]) -> None:
+    """The root_id filters cost nothing on one PostgreSQL: each per-tree read is an index lookup on the
+    (id, root_id) keys (EXPLAIN shows no scan of a whole table), with 40 trees of 50 messages."""
+    url = migrated_urls["postgresql"]
+    await empty_tables(url)
+    prompt, now = content_id("p"), utcnow()
+    messages: list[dict[str, Any]] = []
+    agents: list[dict[str, Any]] = []
+    for _ in range(200):  # a tree: 50 messages, a state after every second one
+        root, parent, state = uuid7(), None, None
+        for depth in range(50):
+            message = {"id": uuid7(), "tenant": "default", "root_id": root, "parent_id": parent,
+                       "depth": depth, "role": "user", "created_at": now}  # fmt: skip
+            messages.append(message)
+            parent = message["id"]
+            if depth % 2 == 0:
+                continue
+            id_ = root if state is None else uuid7()
+            agents.append({"id": id_, "tenant": "default", "root_id": root, "parent_id": state,
+                           "name": "n", "system_prompt_id": prompt, "head_id": parent, "model": "m",
+                           "metadata": {}, "model_settings": {}, "created_at": now})  # fmt: skip
+            state = id_
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert(TEXTS), [{"id": prompt, "content": "p", "created_at": now}])
+            await conn.execute(insert(MESSAGES), messages)
+            await conn.execute(insert(AGENTS), agents)
+            await conn.execute(text("ANALYZE immagent_messages, immagent_agents"))
+    finally:
+        await engine.dispose()
+
+    async with await Store.connect(url) as store:
+        seen: list[tuple[str, Any]] = []
+        event.listen(store.engine.sync_engine, "before_cursor_execute", lambda *a: seen.append((a[2], a[3])))
+        state = await store.load_agent(agents[-1]["id"])
+        assert len(await state.messages()) == 50
+        assert len(await state.lineage()) == 25
+        assert len(await (await store.load_agent(agents[-2]["id"])).children()) == 1
+        reads = [(s, p) for s, p in seen if "immagent_" in s and "alembic" not in s and "pg_" not in s]
+        assert len(reads) == 5  # load, history, lineage, load, children
+        for statement, parameters in reads:
+            plan = await _explain(store, statement, parameters)
+            assert "Index" in plan and "Seq Scan on immagent" not in plan, plan
