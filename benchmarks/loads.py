@@ -36,14 +36,16 @@ HISTORY_SQL = """
 WITH RECURSIVE h AS (
     SELECT * FROM immagent_messages WHERE id = :key AND root_id = :root
     UNION ALL
-    SELECT m.* FROM immagent_messages m JOIN h ON m.id = h.parent_id WHERE m.root_id = :root
+    SELECT m.* FROM immagent_messages m JOIN h ON m.id = h.parent_id AND m.root_id = h.root_id
+    WHERE m.root_id = :root
 ) SELECT * FROM h ORDER BY depth
 """
 LINEAGE_SQL = """
 WITH RECURSIVE l AS (
     SELECT a.*, 0 AS generation FROM immagent_agents a WHERE id = :key AND root_id = :root
     UNION ALL
-    SELECT p.*, l.generation + 1 FROM immagent_agents p JOIN l ON p.id = l.parent_id WHERE p.root_id = :root
+    SELECT p.*, l.generation + 1 FROM immagent_agents p JOIN l ON p.id = l.parent_id AND p.root_id = l.root_id
+    WHERE p.root_id = :root
 ) SELECT * FROM l ORDER BY generation DESC
 """
 

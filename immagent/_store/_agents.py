@@ -40,7 +40,9 @@ _CURSOR = "agents"
 #
 # Every read of one conversation names its tree (``root_id``, the distribution column): on Citus that
 # makes it a router query, run whole on the one shard that holds the tree; a recursive walk must name it
-# in both its parts. On one database the (id, root_id) keys serve the same lookups.
+# in both its parts. On one database the (id, root_id) keys serve the same lookups: each step of a walk
+# joins on both key columns, so the planner sees a unique-key lookup (with the constant filter alone, it
+# can take a tree's ~1,000 rows for a few and scan them on every step).
 
 
 def _history_statement() -> Select[Any]:
@@ -54,7 +56,9 @@ def _history_statement() -> Select[Any]:
     )
     parent = table.alias("parent")
     walk = walk.union_all(
-        select(parent).join(walk, parent.c.id == walk.c.parent_id).where(parent.c.root_id == root)
+        select(parent)
+        .join(walk, (parent.c.id == walk.c.parent_id) & (parent.c.root_id == walk.c.root_id))
+        .where(parent.c.root_id == root)
     )
     return select(*columns(walk.c, MESSAGE_COLUMNS)).order_by(walk.c.depth)
 
@@ -71,7 +75,7 @@ def _lineage_statement() -> Select[Any]:
     parent = table.alias("parent")
     walk = walk.union_all(
         select(parent, (walk.c.generation + 1).label("generation"))
-        .join(walk, parent.c.id == walk.c.parent_id)
+        .join(walk, (parent.c.id == walk.c.parent_id) & (parent.c.root_id == walk.c.root_id))
         .where(parent.c.root_id == root)
     )
     return select(*columns(walk.c, AGENT_COLUMNS)).order_by(walk.c.generation.desc())
