@@ -113,6 +113,8 @@ async def test_distribute_makes_colocated_distributed_tables_and_a_second_run_ch
     again = await immagent_cli("db", "distribute", "--url", url)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "immagent's tables are already distributed; nothing to do"
+    checked = await immagent_cli("db", "check", "--url", url)  # the dropped key is no drift there
+    assert checked.returncode == 0, checked.stderr
 
 
 async def test_distribute_on_a_database_without_citus_is_one_clear_error(

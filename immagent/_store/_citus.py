@@ -76,10 +76,14 @@ def state_exists(conn: Connection, agent: tuple[UUID, UUID]) -> bool:
 
 async def is_distributed(conn: AsyncConnection) -> bool:
     """True when the citus extension is there and immagent's messages table is distributed."""
-    if conn.dialect.name != "postgresql" or not (await conn.execute(_HAS_CITUS)).scalar():
+    return await conn.run_sync(distributed_sync)
+
+
+def distributed_sync(conn: Connection) -> bool:
+    """``is_distributed`` on a sync connection (Alembic's side)."""
+    if conn.dialect.name != "postgresql" or not conn.execute(_HAS_CITUS).scalar():
         return False
-    done = {name for name, _ in await conn.execute(_DISTRIBUTED)}
-    return "immagent_messages" in done
+    return "immagent_messages" in {name for name, _ in conn.execute(_DISTRIBUTED)}
 
 
 @dataclass(frozen=True)
