@@ -267,6 +267,8 @@ async def test_tenants_are_isolated_and_erase_tenant_removes_only_theirs(
     with pytest.raises(AgentNotFoundError):
         await acme.load_agent(theirs.id)
 
+    assert await acme.stats() == {"agents": 2, "messages": 2, "threads": 1, "thread_moves": 1, "texts": 1}
+    assert (await store.stats())["agents"] == 4  # every shard, in one statement
     erased = await store.erase_tenant("acme")
     assert erased == {"thread_moves": 1, "threads": 1, "agents": 2, "messages": 2, "texts": 1}
     assert await acme.count_agents() == 0
