@@ -34,16 +34,18 @@ from tests.support.db import counting
 RATIO_TARGET = 1.3
 HISTORY_SQL = """
 WITH RECURSIVE h AS (
-    SELECT * FROM immagent_messages WHERE id = :key
+    SELECT * FROM immagent_messages WHERE id = :key AND root_id = :root
     UNION ALL
-    SELECT m.* FROM immagent_messages m JOIN h ON m.id = h.parent_id
+    SELECT m.* FROM immagent_messages m JOIN h ON m.id = h.parent_id AND m.root_id = h.root_id
+    WHERE m.root_id = :root
 ) SELECT * FROM h ORDER BY depth
 """
 LINEAGE_SQL = """
 WITH RECURSIVE l AS (
-    SELECT a.*, 0 AS generation FROM immagent_agents a WHERE id = :key
+    SELECT a.*, 0 AS generation FROM immagent_agents a WHERE id = :key AND root_id = :root
     UNION ALL
-    SELECT p.*, l.generation + 1 FROM immagent_agents p JOIN l ON p.id = l.parent_id
+    SELECT p.*, l.generation + 1 FROM immagent_agents p JOIN l ON p.id = l.parent_id AND p.root_id = l.root_id
+    WHERE p.root_id = :root
 ) SELECT * FROM l ORDER BY generation DESC
 """
 
@@ -89,11 +91,11 @@ async def run(backend: Backend, settings: Settings) -> dict[str, Any]:
                 assert agent.head_id is not None or what != "history"
                 if what == "history":
                     work: Any = agent.messages
-                    statement, params = _agents.HISTORY, {"head_id": agent.head_id}
+                    statement, params = _agents.HISTORY, {"head_id": agent.head_id, "root_id": agent.root_id}
                     sql, key = HISTORY_SQL, agent.head_id
                 elif what == "lineage":
                     work = agent.lineage
-                    statement, params = _agents.LINEAGE, {"agent_id": agent.id}
+                    statement, params = _agents.LINEAGE, {"agent_id": agent.id, "root_id": agent.root_id}
                     sql, key = LINEAGE_SQL, agent.id
                 else:
                     work = lambda size=size: store.list_agents(limit=size)  # noqa: E731
@@ -110,8 +112,12 @@ async def run(backend: Backend, settings: Settings) -> dict[str, Any]:
                 assert core_rows in (got, got + 1), (what, core_rows, got)
                 core_times.append(core_seconds)
                 if sql is not None:
-                    value: Any = key.hex if not backend.is_pg else key  # type: ignore[union-attr]
-                    text_seconds, text_rows = await _core_rows(store, text(sql), {"key": value})
+
+                    def db(value: Any) -> Any:
+                        return value if backend.is_pg else value.hex
+
+                    params = {"key": db(key), "root": db(agent.root_id)}
+                    text_seconds, text_rows = await _core_rows(store, text(sql), params)
                     assert text_rows == got, (what, text_rows, got)
                     text_times.append(text_seconds)
             statements = max(counts)

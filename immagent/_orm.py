@@ -27,6 +27,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -95,15 +96,16 @@ class TextRow(Base):
 
 class MessageRow(Base):
     """One message, a node of the conversation tree: ``parent_id`` is the previous message of its history,
-    ``depth`` its position, ``root_id`` the first agent state of the lineage that wrote it (a shard key).
+    ``depth`` its position, ``root_id`` the first agent state of the lineage that wrote it (the shard key:
+    the primary key and the parent link carry it, so one tree can live on one Citus shard).
     Immutable; gc removes a message that no remaining agent's history contains."""
 
     __tablename__ = "immagent_messages"
 
-    id: Mapped[UUID] = mapped_column(UuidType, primary_key=True)
+    id: Mapped[UUID] = mapped_column(UuidType)
     tenant: Mapped[str] = mapped_column(TenantType, server_default=DEFAULT_TENANT)
     root_id: Mapped[UUID] = mapped_column(UuidType)
-    parent_id: Mapped[UUID | None] = mapped_column(UuidType, ForeignKey("immagent_messages.id"), index=True)
+    parent_id: Mapped[UUID | None] = mapped_column(UuidType)
     depth: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str | None] = mapped_column(LongText)
@@ -116,32 +118,52 @@ class MessageRow(Base):
     # for immagent's own messages. The columns above stay its readable projection.
     native: Mapped[dict[str, Any] | None] = mapped_column(ExactJSON)
 
-    # Erasure finds a tenant's or a tree's messages through this index (a tree lives in one tenant).
-    __table_args__ = (Index("ix_immagent_messages_tenant_root_id", "tenant", "root_id"),)
+    # (id, root_id): id first, so a lookup by id alone is still an index lookup on one database.
+    # Erasure finds a tenant's or a tree's messages through the (tenant, root_id) index.
+    __table_args__ = (
+        PrimaryKeyConstraint("id", "root_id", name="pk_immagent_messages"),
+        ForeignKeyConstraint(
+            ["parent_id", "root_id"],
+            ["immagent_messages.id", "immagent_messages.root_id"],
+            name="fk_immagent_messages_parent_immagent_messages",
+        ),
+        Index("ix_immagent_messages_parent_id_root_id", "parent_id", "root_id"),
+        Index("ix_immagent_messages_tenant_root_id", "tenant", "root_id"),
+    )
 
 
 class AgentRow(Base):
     """One agent state. ``parent_id`` is an indexed reference, not a foreign key: deleting a state must
     not cascade to, or rewrite, its descendants. ``head_id`` is the last message of its history (null
-    when empty), so two states with the same head have the same history. Immutable."""
+    when empty), so two states with the same head have the same history; the head is in the state's own
+    tree (the foreign key carries ``root_id``, the shard key). Immutable."""
 
     __tablename__ = "immagent_agents"
 
-    id: Mapped[UUID] = mapped_column(UuidType, primary_key=True)
+    id: Mapped[UUID] = mapped_column(UuidType)
     tenant: Mapped[str] = mapped_column(TenantType, server_default=DEFAULT_TENANT)
     root_id: Mapped[UUID] = mapped_column(UuidType, index=True)
     parent_id: Mapped[UUID | None] = mapped_column(UuidType, index=True)
     name: Mapped[str] = mapped_column(String(255), index=True)
     system_prompt_id: Mapped[UUID] = mapped_column(UuidType, ForeignKey("immagent_texts.id"), index=True)
-    head_id: Mapped[UUID | None] = mapped_column(UuidType, ForeignKey("immagent_messages.id"), index=True)
+    head_id: Mapped[UUID | None] = mapped_column(UuidType)
     model: Mapped[str] = mapped_column(String(255))
     # "metadata" is reserved on declarative classes, so the attribute carries a trailing underscore.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType)
     model_settings: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
-    # Keyset listing, newest first, within a tenant.
-    __table_args__ = (Index("ix_immagent_agents_tenant_created_at_id", "tenant", "created_at", "id"),)
+    # (id, root_id) as for messages; keyset listing, newest first, within a tenant.
+    __table_args__ = (
+        PrimaryKeyConstraint("id", "root_id", name="pk_immagent_agents"),
+        ForeignKeyConstraint(
+            ["head_id", "root_id"],
+            ["immagent_messages.id", "immagent_messages.root_id"],
+            name="fk_immagent_agents_head_immagent_messages",
+        ),
+        Index("ix_immagent_agents_head_id_root_id", "head_id", "root_id"),
+        Index("ix_immagent_agents_tenant_created_at_id", "tenant", "created_at", "id"),
+    )
 
 
 class ThreadRow(Base):
@@ -162,18 +184,28 @@ class ThreadMoveRow(Base):
     """One move of a thread (git's reflog): position 0 is its creation, each move appends position + 1.
     The primary key (tenant, key, position) is what makes concurrent moves safe: two writers that
     expect the same position both try to insert the next one, and the database lets exactly one win.
-    ``agent_id`` is a foreign key, so a state a thread ever pointed at cannot be deleted under it."""
+    ``(agent_id, root_id)`` is a foreign key, so a state a thread ever pointed at cannot be deleted under
+    it; ``root_id`` (the state's tree) also lets the head be loaded from its one shard. On Citus that key
+    is dropped by ``distribute()`` (threads are sharded by tenant, states by tree) and the store checks
+    it instead (see docs/deploy.md)."""
 
     __tablename__ = "immagent_thread_moves"
 
     tenant: Mapped[str] = mapped_column(TenantType, primary_key=True)
     key: Mapped[str] = mapped_column(exact_string(255), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    agent_id: Mapped[UUID] = mapped_column(UuidType, ForeignKey("immagent_agents.id"), index=True)
+    agent_id: Mapped[UUID] = mapped_column(UuidType)
     kind: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    root_id: Mapped[UUID] = mapped_column(UuidType)
 
     __table_args__ = (
+        ForeignKeyConstraint(
+            ["agent_id", "root_id"],
+            ["immagent_agents.id", "immagent_agents.root_id"],
+            name="fk_immagent_thread_moves_agent_immagent_agents",
+        ),
+        Index("ix_immagent_thread_moves_agent_id_root_id", "agent_id", "root_id"),
         ForeignKeyConstraint(
             ["tenant", "key"],
             ["immagent_threads.tenant", "immagent_threads.key"],

@@ -26,16 +26,17 @@ async def insert_ignore(session: AsyncSession, table: Table, rows: Sequence[Mapp
     """
     if not rows:
         return
+    key = [column.name for column in table.primary_key.columns]  # (id, root_id) for a tree's rows
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        await session.execute(pg_insert(table).on_conflict_do_nothing(index_elements=["id"]), rows)
+        await session.execute(pg_insert(table).on_conflict_do_nothing(index_elements=key), rows)
         return
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        await session.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=["id"]), rows)
+        await session.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=key), rows)
         return
     present = set(
         (await session.execute(select(table.c.id).where(table.c.id.in_([r["id"] for r in rows])))).scalars()

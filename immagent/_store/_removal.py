@@ -17,6 +17,7 @@ from immagent._errors import AgentNotFoundError, ValidationError
 from immagent._ids import as_uuid
 from immagent._orm import AGENTS, MESSAGES, TEXTS, THREAD_MOVES, THREADS
 from immagent._sql import MYSQL_FAMILY, children_first, violation
+from immagent._store import _citus
 from immagent._views import PersistentAgent
 
 if TYPE_CHECKING:
@@ -31,13 +32,13 @@ async def delete(store: Store, agent: PersistentAgent | UUID | str) -> None:
     try:
         async with store._db.write() as s:
             try:
-                result = await s.execute(
-                    delete_(AGENTS).where(AGENTS.c.id == key, AGENTS.c.tenant == store.tenant_name)
-                )
+                result = await s.execute(delete_(AGENTS).where(*_the_state(store, agent, key)))
             except IntegrityError as exc:
                 if violation(exc) == "foreign_key":  # only a thread's log refers to a state
                     raise _InUse from exc
                 raise
+            if store._db.distributed and await _pointed_at(s, store, key):
+                raise _InUse  # no foreign key on Citus: looked for after the DELETE (see _citus)
     except _InUse as exc:
         used_by = await _rows(
             store, select(THREAD_MOVES.c.key).where(THREAD_MOVES.c.agent_id == key).limit(1)
@@ -51,13 +52,33 @@ async def delete(store: Store, agent: PersistentAgent | UUID | str) -> None:
     store._cache.agents.pop(key, None)
 
 
+def _the_state(store: Store, agent: PersistentAgent | UUID | str, key: UUID) -> list[ColumnElement[bool]]:
+    """The row of the state to delete; with its tree when known (one shard on Citus, else every one)."""
+    where = [AGENTS.c.id == key, AGENTS.c.tenant == store.tenant_name]
+    if isinstance(agent, PersistentAgent):
+        where.append(AGENTS.c.root_id == agent.root_id)
+    return where
+
+
+async def _pointed_at(session: AsyncSession, store: Store, key: UUID) -> bool:
+    """Whether a thread's log (of this tenant: threads point only at their tenant's states) holds ``key``."""
+    found = await session.execute(
+        select(THREAD_MOVES.c.key)
+        .where(THREAD_MOVES.c.tenant == store.tenant_name, THREAD_MOVES.c.agent_id == key)
+        .limit(1)
+    )
+    return found.first() is not None
+
+
 class _InUse(Exception):
     """The state to delete is in a thread's log (the foreign key refused the DELETE)."""
 
 
 async def gc(store: Store) -> dict[str, int]:
     """Messages no remaining state reaches (of this store's tenant when it is scoped), and texts no
-    state uses."""
+    state uses. One statement on one database; on Citus one per tree (see ``_gc_per_tree``)."""
+    if store._db.distributed:
+        return await _gc_per_tree(store)
     dialect = store._db.dialect
     reach = (
         select(AGENTS.c.head_id.label("id"))
@@ -81,6 +102,37 @@ async def gc(store: Store) -> dict[str, int]:
     return {"messages": gone_messages, "texts": gone_texts}
 
 
+async def _gc_per_tree(store: Store) -> dict[str, int]:
+    """gc on Citus: the walk from the heads to the root runs tree by tree, each a statement on the one
+    shard that holds the tree (a recursive query must name its tree there), each in its own transaction.
+    A turn inserts its messages and its state together, so a walk never sees one without the other.
+    Cost: one round trip per tree that has messages; a maintenance job, not a request's work."""
+    trees = _citus.TREES
+    if store.scoped:
+        trees = trees.where(MESSAGES.c.tenant == store.tenant_name)
+    async with store._db.read() as s:
+        roots = list((await s.execute(trees)).scalars())
+    gone_messages = 0
+    for root_id in roots:
+        heads = select(AGENTS.c.head_id.label("id")).where(
+            AGENTS.c.head_id.is_not(None), AGENTS.c.root_id == root_id
+        )
+        reach = heads.cte("immagent_reach", recursive=True)
+        reach = reach.union(
+            select(MESSAGES.c.parent_id)
+            .join(reach, MESSAGES.c.id == reach.c.id)
+            .where(MESSAGES.c.parent_id.is_not(None), MESSAGES.c.root_id == root_id)
+        )
+        unreached = and_(MESSAGES.c.root_id == root_id, MESSAGES.c.id.not_in(select(reach.c.id)))
+        async with store._db.write() as s:
+            gone_messages += await deleted(s, delete_(MESSAGES).where(unreached), MESSAGES.c.id)
+    async with store._db.write() as s:
+        await s.execute(_citus.SEQUENTIAL)  # the reference table is written after a fan-out read
+        gone_texts = await _unused_texts(s, None, distributed=True)
+    store._cache.forget_texts()
+    return {"messages": gone_messages, "texts": gone_texts}
+
+
 async def erase_tenant(store: Store, tenant: str) -> dict[str, int]:
     check.tenant(tenant)
     if store.scoped and tenant != store.tenant_name:
@@ -93,22 +145,28 @@ async def erase_tree(store: Store, root: PersistentAgent | UUID | str) -> dict[s
     tenant = store.tenant_name
     agents = and_(AGENTS.c.root_id == root_id, AGENTS.c.tenant == tenant)
     messages = and_(MESSAGES.c.tenant == tenant, MESSAGES.c.root_id == root_id)
-    return await _erase(store, agents, messages, tenant=None)
+    return await _erase(store, agents, messages, tenant=None, root_id=root_id)
 
 
 async def _erase(
-    store: Store, agents: ColumnElement[bool], messages: ColumnElement[bool], *, tenant: str | None
+    store: Store,
+    agents: ColumnElement[bool],
+    messages: ColumnElement[bool],
+    *,
+    tenant: str | None,
+    root_id: UUID | None = None,
 ) -> dict[str, int]:
     """Remove, in one transaction, the agents and messages matched, every thread of ``tenant`` (or, for
     a tree, every thread that ever pointed at one of its states: its log would hold erased states), and
     the prompts no remaining state uses."""
     async with store._db.write() as s:
+        if store._db.distributed:  # texts (a reference table) are written after the fan-out DELETEs
+            await s.execute(_citus.SEQUENTIAL)
         if tenant is not None:
             threads, moves = THREADS.c.tenant == tenant, THREAD_MOVES.c.tenant == tenant
         else:
-            touched = select(THREAD_MOVES.c.key).where(
-                THREAD_MOVES.c.tenant == store.tenant_name,
-                THREAD_MOVES.c.agent_id.in_(select(AGENTS.c.id).where(agents)),
+            touched = select(THREAD_MOVES.c.key).where(  # a log entry names its state's tree
+                THREAD_MOVES.c.tenant == store.tenant_name, THREAD_MOVES.c.root_id == root_id
             )
             keys = list((await s.execute(touched.distinct())).scalars())
             threads = and_(THREADS.c.tenant == store.tenant_name, THREADS.c.key.in_(keys))
@@ -125,7 +183,7 @@ async def _erase(
                 children_first(delete_(MESSAGES).where(messages), MESSAGES.c.depth, store._db.dialect),
                 MESSAGES.c.id,
             ),
-            "texts": await _unused_texts(s, prompts) if prompts else 0,
+            "texts": await _unused_texts(s, prompts, distributed=store._db.distributed) if prompts else 0,
         }
     store._cache.clear()
     return counts
@@ -136,10 +194,21 @@ async def _rows(store: Store, stmt: Any) -> list[Any]:
         return list((await s.execute(stmt)).all())
 
 
-async def _unused_texts(session: AsyncSession, among: list[UUID] | None) -> int:
-    """Delete texts no state uses: all of them (gc), or only those ``among`` (erasure)."""
-    unused = ~exists().where(AGENTS.c.system_prompt_id == TEXTS.c.id)
-    where = unused if among is None else and_(TEXTS.c.id.in_(among), unused)
+async def _unused_texts(session: AsyncSession, among: list[UUID] | None, *, distributed: bool = False) -> int:
+    """Delete texts no state uses: all of them (gc), or only those ``among`` (erasure). On Citus a
+    reference table's DELETE cannot look into a distributed table: the prompts in use are read first
+    (a fan-out), and a state created meanwhile with one of them makes the DELETE fail on its foreign
+    key (the transaction rolls back; run it again)."""
+    if distributed:
+        used = select(AGENTS.c.system_prompt_id).distinct()
+        if among is not None:
+            used = used.where(AGENTS.c.system_prompt_id.in_(among))
+        in_use = list((await session.execute(used)).scalars())
+        where: ColumnElement[bool] = TEXTS.c.id.not_in(in_use)
+    else:
+        where = ~exists().where(AGENTS.c.system_prompt_id == TEXTS.c.id)
+    if among is not None:
+        where = and_(TEXTS.c.id.in_(among), where)
     return await deleted(session, delete_(TEXTS).where(where), TEXTS.c.id)
 
 

@@ -143,6 +143,13 @@ class Store:
         """Downgrade immagent's tables (tests and ``immagent db downgrade``)."""
         await self._db.downgrade(revision)
 
+    async def distribute(self) -> tuple[str, ...]:
+        """On a Citus coordinator: make immagent's tables distributed (agents and messages by
+        ``root_id``, threads by ``tenant``, colocated) and texts a reference table. Idempotent: returns
+        what it did, nothing when all was done already. ValidationError without the citus extension;
+        SchemaError unless the schema is at this library's head (``migrate()`` first)."""
+        return await self._db.distribute()
+
     async def schema_revision(self) -> str | None:
         """The database's immagent revision (None for a database immagent never migrated)."""
         return await self._db.revision()

@@ -28,7 +28,7 @@ from immagent._ids import as_uuid
 from immagent._messages import utcnow
 from immagent._orm import THREAD_MOVES, THREADS
 from immagent._sql import violation
-from immagent._store import _agents, _edits, _turns
+from immagent._store import _agents, _citus, _edits, _turns
 from immagent._store._paging import Page, after_cursor, decode_cursor, encode_cursor, page_of
 from immagent._store._rows import move_view, thread_view
 from immagent._views import PersistentAgent, Thread, ThreadMove
@@ -40,11 +40,19 @@ _CURSOR = "threads"
 _INSERT_MOVE = insert(THREAD_MOVES)
 
 
-def _bind(store: Store, view: Thread, head: PersistentAgent | None = None) -> Thread:
-    """Attach the store, and the head's view when we hold it (so the next turn reads nothing)."""
+def _bind(
+    store: Store, view: Thread, head: PersistentAgent | None = None, root_id: UUID | None = None
+) -> Thread:
+    """Attach the store, and the head's view when we hold it (so the next turn reads nothing), else
+    its tree (so loading it reads one shard)."""
     view._store = store
     view._head = head
+    view._root_id = head.root_id if head is not None else root_id
     return view
+
+
+def _bind_row(store: Store, row: Any) -> Thread:
+    return _bind(store, thread_view(row), root_id=row.root_id)
 
 
 def _heads() -> Select[Any]:
@@ -62,6 +70,7 @@ def _heads() -> Select[Any]:
             THREADS.c.metadata,
             THREADS.c.created_at,
             THREAD_MOVES.c.agent_id,
+            THREAD_MOVES.c.root_id,
             THREAD_MOVES.c.position,
             THREAD_MOVES.c.created_at.label("moved_at"),
         )
@@ -82,23 +91,29 @@ async def _agent_in_tenant(store: Store, agent: PersistentAgent | UUID | str) ->
     return await _agents.load(store, as_uuid(agent, "agent"))
 
 
-def _move(tenant: str, key: str, position: int, agent_id: UUID, kind: str) -> dict[str, Any]:
+def _move(tenant: str, key: str, position: int, agent: tuple[UUID, UUID], kind: str) -> dict[str, Any]:
+    """The log row of a move to ``agent`` (its id and its tree)."""
     return {
         "tenant": tenant,
         "key": key,
         "position": position,
-        "agent_id": agent_id,
+        "agent_id": agent[0],
+        "root_id": agent[1],
         "kind": kind,
         "created_at": utcnow(),
     }
 
 
-def _append(conn: Connection, thread: Thread, agent_id: UUID, kind: str) -> Thread:
+def _append(conn: Connection, thread: Thread, agent: tuple[UUID, UUID], kind: str, check: bool) -> Thread:
     """Insert the thread's next position (on the unit of work's connection, in its greenlet: see
-    ``Database.write_many``); the primary key refuses it if another writer got there first. Returns the
+    ``Database.write_many``); the primary key refuses it if another writer got there first. ``check``:
+    no foreign key guards the state (Citus), so it is locked here first, as the key would. Returns the
     moved thread's view (unbound: the caller binds it once the transaction committed)."""
-    values = _move(thread.tenant, thread.key, thread.position + 1, agent_id, kind)
+    agent_id = agent[0]
+    values = _move(thread.tenant, thread.key, thread.position + 1, agent, kind)
     moved = {**thread.__dict__, "agent_id": agent_id, "position": values["position"]}
+    if check and not _citus.state_exists(conn, agent):
+        raise _Missing(thread.key, agent_id)
     try:
         conn.execute(_INSERT_MOVE, values)
     except IntegrityError as exc:
@@ -156,7 +171,7 @@ async def create(
     head = await _agent_in_tenant(store, agent)
     now = utcnow()
     values = {"tenant": store.tenant_name, "key": key, "metadata": meta, "created_at": now}
-    first = _move(store.tenant_name, key, 0, head.id, "create")
+    first = _move(store.tenant_name, key, 0, (head.id, head.root_id), "create")
     first["created_at"] = now
     try:
         async with store._db.write(session) as s:
@@ -166,6 +181,10 @@ async def create(
                 if violation(exc) == "unique":
                     raise ThreadExistsError(key, "", expected=None) from exc
                 raise
+            if store._db.distributed:  # no foreign key guards the state there: lock it as one would
+                locked = await s.execute(_citus.LOCK_STATE, _citus.state_params((head.id, head.root_id)))
+                if locked.first() is None:
+                    raise _Missing(key, head.id)
             try:
                 await s.execute(insert(THREAD_MOVES), [first])
             except IntegrityError as exc:
@@ -190,7 +209,7 @@ async def load(store: Store, key: str) -> Thread:
         row = (await s.execute(stmt)).one_or_none()
     if row is None:
         raise ThreadNotFoundError(key)
-    return _bind(store, thread_view(row))
+    return _bind_row(store, row)
 
 
 async def listing(store: Store, *, limit: int, after: str | None, key: str | None) -> Page[Thread]:
@@ -205,7 +224,7 @@ async def listing(store: Store, *, limit: int, after: str | None, key: str | Non
     stmt = stmt.order_by(THREADS.c.created_at.desc(), THREADS.c.key.desc()).limit(limit + 1)
     async with store._db.read() as s:
         rows = (await s.execute(stmt)).all()
-    views = [_bind(store, thread_view(r)) for r in rows]
+    views = [_bind_row(store, r) for r in rows]
     return page_of(views, limit, lambda t: encode_cursor(_CURSOR, t.created_at, t.key))
 
 
@@ -236,7 +255,7 @@ async def pointing_at(store: Store, agent_ids: Iterable[UUID | str]) -> dict[UUI
         rows = (await s.execute(stmt)).all()
     found: dict[UUID, list[Thread]] = {}
     for row in rows:
-        found.setdefault(row.agent_id, []).append(_bind(store, thread_view(row)))
+        found.setdefault(row.agent_id, []).append(_bind_row(store, row))
     return {agent_id: tuple(threads) for agent_id, threads in found.items()}
 
 
@@ -260,7 +279,7 @@ async def delete_thread(store: Store, key: str) -> int:
 async def head(store: Store, thread: Thread) -> PersistentAgent:
     if thread._head is not None:
         return thread._head  # type: ignore[no-any-return]
-    thread._head = await _agents.load(store, thread.agent_id)
+    thread._head = await _agents.load(store, thread.agent_id, thread._root_id)
     return thread._head  # type: ignore[no-any-return]
 
 
@@ -269,7 +288,10 @@ async def move(
 ) -> Thread:
     target = await _agent_in_tenant(store, agent)
     try:
-        moved = await store._db.write_many(lambda conn: _append(conn, thread, target.id, "move"), session)
+        check = store._db.distributed
+        moved = await store._db.write_many(
+            lambda conn: _append(conn, thread, (target.id, target.root_id), "move", check), session
+        )
     except ConflictError as exc:
         raise await _conflict(store, exc) from exc.__cause__
     except _Missing as exc:
@@ -280,13 +302,15 @@ async def move(
 class _Moves:
     """The move a turn's transaction appended, kept for the view returned once it committed."""
 
-    def __init__(self, thread: Thread, kind: str = "advance") -> None:
+    def __init__(self, thread: Thread, root_id: UUID, kind: str = "advance") -> None:
         self.thread = thread
+        self.root_id = root_id  # the head's tree, so the new state's too
         self.kind = kind
         self.moved: Thread | None = None
 
     def __call__(self, conn: Connection, new_id: UUID) -> None:
-        self.moved = _append(conn, self.thread, new_id, self.kind)
+        # The new state was inserted by this transaction: no check of it is needed.
+        self.moved = _append(conn, self.thread, (new_id, self.root_id), self.kind, check=False)
 
     def result(self, store: Store, head: PersistentAgent) -> Thread:
         assert self.moved is not None, "the turn committed without its move"
@@ -300,7 +324,7 @@ _Write = Callable[[PersistentAgent, _Moves], Awaitable[PersistentAgent]]
 async def _moving(store: Store, thread: Thread, kind: str, write: _Write) -> Thread:
     """Run ``write`` from the thread's head with the move in its transaction; the moved thread's view."""
     agent = await head(store, thread)
-    moves = _Moves(thread, kind)
+    moves = _Moves(thread, agent.root_id, kind)
     try:
         new = await write(agent, moves)
     except ConflictError as exc:
@@ -340,7 +364,7 @@ async def advance_stream(
     store: Store, thread: Thread, text: str, options: TurnOptions
 ) -> AsyncIterator[TurnEvent]:
     agent = await head(store, thread)
-    moves = _Moves(thread)
+    moves = _Moves(thread, agent.root_id)
     try:
         async for event in _turns.advance_stream(store, agent, text, options, moves):
             if isinstance(event, TurnComplete):

@@ -5,6 +5,7 @@
     immagent db current                   the database's revision
     immagent db history                   the scripts, newest first (--url marks the database's)
     immagent db check                     models vs database (Alembic autogenerate); exit 1 on drift
+    immagent db distribute                on a Citus coordinator: distribute the tables (idempotent)
 
 Every command takes ``--url`` (else $IMMAGENT_DATABASE_URL, else the embedded SQLite default).
 """
@@ -138,6 +139,24 @@ def check(url: str | None) -> None:
             click.echo(f"  {difference}", err=True)
         raise SystemExit(1)
     click.echo(f"immagent schema at revision {found} (head) matches the models")
+
+
+@db.command()
+@url_option
+def distribute(url: str | None) -> None:
+    """On a Citus coordinator: make immagent's tables distributed (by conversation tree, threads by
+    tenant, colocated) and texts a reference table; a second run changes nothing."""
+
+    async def work(store: Store) -> tuple[str, ...]:
+        return await store.distribute()
+
+    steps = _with_store(url, work)
+    if not steps:
+        click.echo("immagent's tables are already distributed; nothing to do")
+        return
+    for step in steps:
+        click.echo(step)
+    click.echo("immagent's tables are distributed")
 
 
 def _shown(revision: str | None) -> str:

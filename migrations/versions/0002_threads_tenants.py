@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql, postgresql
 
-from immagent._migrations import mysql_table_options
+from immagent._migrations import mysql_table_options, update_guard_sql
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -125,30 +125,17 @@ def downgrade() -> None:
 
 def _create_update_guards(tables: Sequence[str]) -> None:
     """Make the database itself refuse UPDATE on ``tables`` (0001's function is reused on PostgreSQL)."""
-    dialect = op.get_context().dialect.name
-    for table in tables:
-        if dialect == "postgresql":
-            op.execute(
-                f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION immagent_refuse_update()"
-            )
-        elif dialect == "sqlite":
-            op.execute(
-                f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, 'immagent rows are immutable: UPDATE on {table} is refused'); END"
-            )
-        elif dialect in ("mysql", "mariadb"):
-            op.execute(
-                f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} FOR EACH ROW SIGNAL SQLSTATE "
-                f"'45000' SET MESSAGE_TEXT = 'immagent rows are immutable: UPDATE on {table} is refused'"
-            )
+    _guards(tables, create=True)
 
 
 def _drop_update_guards(tables: Sequence[str]) -> None:
     """Drop the UPDATE-refusing triggers of ``tables`` (the PostgreSQL function stays: 0001 owns it)."""
+    _guards(tables, create=False)
+
+
+def _guards(tables: Sequence[str], *, create: bool) -> None:
     dialect = op.get_context().dialect.name
     for table in tables:
-        if dialect == "postgresql":
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_update ON {table}")
-        elif dialect in ("sqlite", "mysql", "mariadb"):
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
+        statement = update_guard_sql(dialect, table, create=create)
+        if statement is not None:
+            op.execute(statement)
