@@ -40,6 +40,10 @@ async def row_ids(engine: AsyncEngine) -> dict[str, set[UUID]]:
     return out
 
 
+#: How old InnoDB lets its transaction snapshot get (MySQL and MariaDB docs: 0.1 s), with a margin.
+INNODB_TRX_REFRESH_S = 0.15
+
+
 async def open_transactions(engine: AsyncEngine) -> int:
     """How many transactions are still open on ``engine``'s database, seen from outside the pool: the
     write lock on SQLite (a fresh connection tries to take it without waiting), the sessions idle in a
@@ -56,6 +60,11 @@ async def open_transactions(engine: AsyncEngine) -> int:
         finally:
             probe.close()
     if engine.dialect.name in ("mysql", "mariadb"):  # InnoDB's open transactions of other sessions
+        # INNODB_TRX is served from one server-wide snapshot that InnoDB refreshes only when it is older
+        # than 0.1 s: read sooner, it can still show a transaction that ended just before (taken while it
+        # was open by any other client's read, another test run's included). Past 0.1 s from now, every
+        # snapshot was taken after this call began, so the count is about the state we ask about.
+        await asyncio.sleep(INNODB_TRX_REFRESH_S)
         query = (
             "SELECT count(*) FROM information_schema.innodb_trx t JOIN information_schema.processlist p "
             "ON p.id = t.trx_mysql_thread_id WHERE p.db = DATABASE() AND p.id <> CONNECTION_ID()"
