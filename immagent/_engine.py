@@ -1,11 +1,13 @@
 """Engine settings per backend: pool sizing and health for the servers, pragmas for SQLite.
 
-Only engines the store creates are configured here; a shared app engine is used exactly as given.
+Only engines the store creates are configured here; a shared app engine is used as given, except for
+MySQL/MariaDB's recursion limit (``lift_recursion_limit``), without which long histories would be wrong.
 """
 
 from __future__ import annotations
 
 import select
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +24,13 @@ SQLITE_BUSY_TIMEOUT_S = 30
 #: a connection, a statement, the commit) may take before the call fails with DatabaseUnavailableError.
 #: It bounds a turn on a network path that drops packets silently (no FIN, no RST).
 DEFAULT_COMMAND_TIMEOUT_S = 60.0
+
+#: MySQL/MariaDB stop a recursive CTE after this many iterations by default: 1,000 (MariaDB's
+#: ``max_recursive_iterations``, which then returns the rows so far with a warning; MySQL's
+#: ``cte_max_recursion_depth``, which fails). Every walk of a history, a lineage or a tree is one
+#: recursive query with one iteration per message or state, so the limit is lifted to the server's maximum
+#: on each connection immagent uses. A walk cannot loop: a row's parent is always written before it.
+RECURSION_LIMIT = 4_294_967_295
 
 #: Drivers whose pooled connections are checked by a socket poll, and how each says it is closed.
 _POLLED: dict[str, Callable[[Any], bool]] = {
@@ -97,6 +106,33 @@ def prepare_engine(engine: AsyncEngine) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+
+_LIFTED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def lift_recursion_limit(engine: AsyncEngine) -> None:
+    """MySQL/MariaDB: lift the session's recursion limit (``RECURSION_LIMIT``) once per connection, at its
+    first checkout after this call, on the raw driver connection (no statement of the app's is touched or
+    counted). Also for a shared app engine: a history of more than 1,000 messages would otherwise come
+    back cut short on MariaDB, and fail on MySQL. Once per engine, however many stores share it."""
+    if engine.dialect.name not in ("mysql", "mariadb") or engine.sync_engine in _LIFTED:
+        return
+    _LIFTED.add(engine.sync_engine)
+    key = "immagent_recursion_lifted"
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _lift(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get(key):
+            return
+        mariadb = getattr(engine.dialect, "is_mariadb", False)  # known once the first connection opened
+        variable = "max_recursive_iterations" if mariadb else "cte_max_recursion_depth"
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"SET SESSION {variable} = {RECURSION_LIMIT}")
+        finally:
+            cursor.close()
+        record.info[key] = True
 
 
 def _discard_dead_connections(engine: AsyncEngine) -> None:

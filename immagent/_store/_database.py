@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from immagent import _validation as check
-from immagent._engine import DEFAULT_COMMAND_TIMEOUT_S, engine_options, prepare_engine
+from immagent._engine import DEFAULT_COMMAND_TIMEOUT_S, engine_options, lift_recursion_limit, prepare_engine
 from immagent._errors import DatabaseUnavailableError, MessageNotFoundError, SchemaError, ValidationError
 from immagent._migrations import (
     HEAD_REVISION,
@@ -109,6 +109,7 @@ class Database:
     def __init__(self, engine: AsyncEngine, *, owns_engine: bool) -> None:
         self.engine = engine
         self.owns_engine = owns_engine
+        lift_recursion_limit(engine)
         self.sessions = async_sessionmaker(
             engine, class_=UnitSession, expire_on_commit=False, autoflush=False
         )
