@@ -20,6 +20,7 @@ import pytest
 
 from immagent import Store
 from tests.support.db import BACKENDS, StatementCounter, backend_of, counting, empty_database, empty_tables
+from tests.support.left_out import leave_out, report_left_out, why_missing
 from tests.support.mysql import MySQLServer, MySQLUnavailableError, find_mysql
 from tests.support.postgres import PostgresServer, start_postgres
 
@@ -49,7 +50,6 @@ def pg_server(pytestconfig: pytest.Config) -> Iterator[PostgresServer]:
 # -- MySQL/MariaDB: found once per session; without a server its cases are left out, with one line saying why
 
 _MYSQL = pytest.StashKey[tuple[MySQLServer | None, str]]()
-_MYSQL_LEFT_OUT = pytest.StashKey[int]()
 #: The parameters whose value "mysql" puts a test case on the MySQL/MariaDB server.
 _MYSQL_PARAMETERS = ("db_url", "fresh_db_url", "target_url", "host_db_url", "server_database", "own_server")
 
@@ -72,18 +72,11 @@ def _on_mysql(item: pytest.Item) -> bool:
 @pytest.hookimpl(trylast=True)  # after -k and -m have chosen
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without a MySQL/MariaDB server, leave its cases out of the run (reported in one line at the end)."""
-    on_mysql = [item for item in items if _on_mysql(item)]
-    if not on_mysql or _mysql(config)[0] is not None:
-        return
-    config.hook.pytest_deselected(items=on_mysql)
-    items[:] = [item for item in items if not _on_mysql(item)]
-    config.stash[_MYSQL_LEFT_OUT] = len(on_mysql)
+    leave_out(config, items, "MySQL/MariaDB", _on_mysql, lambda: why_missing(*_mysql(config)))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    left_out = config.stash.get(_MYSQL_LEFT_OUT, 0)
-    if left_out:
-        terminalreporter.write_line(f"{left_out} MySQL/MariaDB test cases not run: {_mysql(config)[1]}")
+    report_left_out(terminalreporter, config)  # every backend's line (MySQL/MariaDB, Citus)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -24,6 +24,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.support.left_out import leave_out, why_missing
 from tests.support.mysql import _run
 from tests.support.schema import REPO
 
@@ -157,7 +158,6 @@ def find_citus() -> tuple[CitusCluster | None, str]:
 # ------------------------------------------------------------------ the pytest side (a plugin module)
 
 _CITUS = pytest.StashKey[tuple[CitusCluster | None, str]]()
-_LEFT_OUT = pytest.StashKey[int]()
 
 
 def found(config: pytest.Config) -> tuple[CitusCluster | None, str]:
@@ -177,18 +177,7 @@ def _on_citus(item: pytest.Item) -> bool:
 @pytest.hookimpl(trylast=True)  # after -k and -m have chosen
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without a Citus cluster, leave its cases out of the run (reported in one line at the end)."""
-    on_citus = [item for item in items if _on_citus(item)]
-    if not on_citus or found(config)[0] is not None:
-        return
-    config.hook.pytest_deselected(items=on_citus)
-    items[:] = [item for item in items if not _on_citus(item)]
-    config.stash[_LEFT_OUT] = len(on_citus)
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    left_out = config.stash.get(_LEFT_OUT, 0)
-    if left_out:
-        terminalreporter.write_line(f"{left_out} Citus test cases not run: {found(config)[1]}")
+    leave_out(config, items, "Citus", _on_citus, lambda: why_missing(*found(config)))
 
 
 @pytest.fixture(scope="session")
