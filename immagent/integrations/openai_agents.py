@@ -31,8 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 try:
     from agents.memory.session_settings import (
@@ -106,20 +110,29 @@ class ImmagentSession:
             return None
 
     async def _thread_or_create(self) -> Thread:
-        """The session's thread, created pointing at an empty state on first use (when a concurrent
-        creator won the race, its thread is taken and the empty state made for nothing is removed)."""
+        """The session's thread, created pointing at an empty state on first use: the state and the thread
+        in one transaction, so when a concurrent creator wins the race nothing of this one is written and
+        its thread is taken."""
         thread = await self.thread()
         if thread is not None:
             return thread
-        empty = await self.store.create_agent(
-            name=self.session_id[:255], system_prompt=self.system_prompt, model=self.model
-        )
         try:
-            return await self.store.create_thread(self.session_id, empty)
-        except ThreadExistsError as exc:
-            assert exc.current is not None
-            await self.store.delete(empty)
-            return exc.current
+            async with self._transaction() as session:
+                empty = await self.store.create_agent(
+                    name=self.session_id[:255],
+                    system_prompt=self.system_prompt,
+                    model=self.model,
+                    session=session,
+                )
+                return await self.store.create_thread(self.session_id, empty, session=session)
+        except ThreadExistsError:
+            return await self.store.load_thread(self.session_id)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        """One transaction on the store's engine for writes that must land together (``session=``)."""
+        async with AsyncSession(self.store.engine, expire_on_commit=False) as session, session.begin():
+            yield session
 
     async def _moved(self, attempt: int) -> None:
         """Back off a little before the next attempt of a write that lost a race (jitter breaks ties)."""
@@ -216,13 +229,9 @@ class ImmagentSession:
         ThreadNotFoundError when this session was never written; ThreadExistsError when ``session_id`` is
         taken; ValidationError for an ``at`` out of range. Nothing is written when it fails."""
         check.thread_key(session_id)
-        start, made = await self._state_at(at)
-        try:
-            await self.store.create_thread(session_id, start)
-        except ThreadExistsError:
-            if made:
-                await self.store.delete(start)  # the state made for the branch serves nothing now
-            raise
+        async with self._transaction() as session:  # a state made for the branch lands with it, or not
+            start = await self._state_at(at, session)
+            await self.store.create_thread(session_id, start, session=session)
         return ImmagentSession(
             session_id,
             self.store,
@@ -231,20 +240,23 @@ class ImmagentSession:
             session_settings=self.session_settings,
         )
 
-    async def _state_at(self, at: int | PersistentAgent | UUID | str | None) -> tuple[PersistentAgent, bool]:
-        """The state a branch starts from, and whether it was made for it (a rewind of the head)."""
+    async def _state_at(
+        self, at: int | PersistentAgent | UUID | str | None, session: AsyncSession
+    ) -> PersistentAgent:
+        """The state a branch starts from; a rewind of the head, written in ``session``, when ``at`` counts
+        fewer items than the head holds."""
         if isinstance(at, bool) or not (at is None or isinstance(at, int | PersistentAgent | UUID | str)):
             raise ValidationError("at", f"must be an item count, a state or None, not {type(at).__name__}")
         if isinstance(at, PersistentAgent | UUID | str):
-            return (at if isinstance(at, PersistentAgent) else await self.store.load_agent(at)), False
+            return at if isinstance(at, PersistentAgent) else await self.store.load_agent(at)
         thread = await self.thread()
         if thread is None:
             raise ThreadNotFoundError(self.session_id, f"session {self.session_id!r} has never been written")
         head = await thread.head()
         if at is None:
-            return head, False
+            return head
         last = await head.messages(last=1)
         length = last[0].depth + 1 if last else 0
         if not 0 <= at <= length:
             raise ValidationError("at", f"must be between 0 and the session's {length} items, got {at}")
-        return (head, False) if at == length else (await head.rewind(length - at), True)
+        return head if at == length else await head.rewind(length - at, session=session)
